@@ -1,0 +1,77 @@
+//! The documented categorical values of SPEC section 4.
+
+pub const SERVICES: [&str; 6] = [
+    "compute",
+    "storage",
+    "database",
+    "networking",
+    "analytics",
+    "genai",
+];
+pub const METRICS: [&str; 3] = ["requests", "cpu_hours", "storage_gb_hours"];
+pub const REGIONS: [&str; 7] = [
+    "sa-east",
+    "us-east",
+    "us-west",
+    "eu-central",
+    "eu-west",
+    "ap-south",
+    "ap-northeast",
+];
+pub const INDUSTRIES: [&str; 10] = [
+    "Education",
+    "Media",
+    "Manufacturing",
+    "E-commerce",
+    "Retail",
+    "Healthcare",
+    "Energy",
+    "Fintech",
+    "Gaming",
+    "Government",
+];
+pub const PLAN_TIERS: [&str; 4] = ["free", "standard", "pro", "enterprise"];
+pub const LIFECYCLE_STAGES: [&str; 5] = ["lead", "prospect", "active", "at_risk", "churned"];
+pub const MARKETING_SOURCES: [&str; 5] = ["partner", "event", "organic", "ads", "referral"];
+pub const ROLES: [&str; 6] = [
+    "admin",
+    "developer",
+    "devops",
+    "data_engineer",
+    "ml_engineer",
+    "analyst",
+];
+pub const RESOURCE_STATES: [&str; 3] = ["running", "stopped", "terminated"];
+pub const TICKET_CATEGORIES: [&str; 6] = [
+    "performance",
+    "security",
+    "availability",
+    "usability",
+    "integration",
+    "billing",
+];
+pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+pub const CURRENCIES: [&str; 3] = ["USD", "ARS", "EUR"];
+pub const CAMPAIGNS: [&str; 6] = [
+    "welcome",
+    "genai_launch",
+    "security_week",
+    "webinar_finops",
+    "upgrade_pro",
+    "upgrade_enterprise",
+];
+pub const CHANNELS: [&str; 4] = ["email", "ads", "event", "in_app"];
+
+/// The unit a metric is measured in.
+pub fn unit_of_metric(metric: &str) -> Option<&'static str> {
+    match metric {
+        "requests" => Some("count"),
+        "cpu_hours" => Some("hours"),
+        "storage_gb_hours" => Some("gb_hours"),
+        _ => None,
+    }
+}
+
+pub fn is_one_of(value: &str, allowed: &[&str]) -> bool {
+    allowed.contains(&value)
+}

@@ -1,0 +1,47 @@
+//! Statistics the rules and marts share, defined once.
+
+/// The `p`-th percentile (0..=1) of `sorted` (ascending) with linear interpolation
+/// between the closest ranks, as SQL's `percentile_cont`. `None` for no values.
+pub fn percentile_cont(sorted: &[f64], p: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = p.clamp(0.0, 1.0) * (n - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    let frac = rank - lo as f64;
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * frac)
+}
+
+/// Default factor of the `cost_spike` flag and of the percentile anomaly method.
+pub const SPIKE_FACTOR: f64 = 1.5;
+
+/// `cost_spike`: cost above `factor` × p99 of the same service's kept, non-negative
+/// costs over the whole history (computed by the batch path).
+pub fn is_cost_spike(cost: f64, p99_of_service: f64, factor: f64) -> bool {
+    cost > factor * p99_of_service
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_cont_interpolates_like_sql() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile_cont(&v, 0.5), Some(2.5));
+        assert_eq!(percentile_cont(&v, 0.0), Some(1.0));
+        assert_eq!(percentile_cont(&v, 1.0), Some(4.0));
+        // 0.99 * 3 = 2.97 -> 3 + 0.97 * (4 - 3)
+        assert!((percentile_cont(&v, 0.99).unwrap() - 3.97).abs() < 1e-12);
+        assert_eq!(percentile_cont(&[], 0.5), None);
+        assert_eq!(percentile_cont(&[7.0], 0.99), Some(7.0));
+    }
+
+    #[test]
+    fn cost_spike() {
+        assert!(is_cost_spike(16.0, 10.0, SPIKE_FACTOR));
+        assert!(!is_cost_spike(15.0, 10.0, SPIKE_FACTOR));
+    }
+}
