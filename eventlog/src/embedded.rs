@@ -1,0 +1,891 @@
+//! The embedded segment log: no server, one directory per topic partition.
+//!
+//! ```text
+//! <root>/<topic>/topic.json              {"partitions": N}
+//! <root>/<topic>/<partition>/.lock        held by the one writer (flock)
+//! <root>/<topic>/<partition>/<base>.log   record batches (see codec), base = first offset
+//! <root>/<topic>/<partition>/<base>.index sparse index (see index)
+//! <root>/_consumers/<name>.json           committed offsets of a consumer
+//! ```
+//!
+//! One writer per partition across processes (a file lock); readers in any process.
+//! A writer opening a partition checks the active segment batch by batch and
+//! truncates a torn or corrupt tail. Readers never return a batch whose checksum does
+//! not verify; at the tail of the active segment such a batch is taken to be still in
+//! flight, anywhere else it is reported as corruption.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::codec::{self, BATCH_HEADER_LEN, DecodeError};
+use crate::error::IoContext;
+use crate::index::{self, IndexEntry};
+use crate::{Error, FsyncPolicy, Log, LogConfig, PartitionReader, Record, Result, StoredRecord};
+
+const TOPIC_META: &str = "topic.json";
+const CONSUMERS_DIR: &str = "_consumers";
+
+type WriterMap = HashMap<(String, u32), Arc<Mutex<PartitionWriter>>>;
+
+pub struct EmbeddedLog {
+    root: PathBuf,
+    config: LogConfig,
+    writers: Arc<Mutex<WriterMap>>,
+    commit_lock: Mutex<()>,
+    flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; carry on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Topic and consumer names become directory and file names: keep them tame.
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && !name.starts_with('_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(name.to_owned()))
+    }
+}
+
+fn segment_name(base: u64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+/// The base offsets of a partition's segments, ascending.
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bases),
+        Err(e) => return Err(e).io("list", dir),
+    };
+    for entry in entries {
+        let entry = entry.io("list", dir)?;
+        let name = entry.file_name();
+        if let Some(base) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).io("sync", dir)
+}
+
+/// Writes a small file atomically: temporary name, fsync, rename, fsync the directory.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = File::create(&tmp).io("create", &tmp)?;
+    f.write_all(bytes).io("write", &tmp)?;
+    f.sync_all().io("sync", &tmp)?;
+    fs::rename(&tmp, path).io("rename", path)?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+impl EmbeddedLog {
+    pub fn open(root: impl Into<PathBuf>, config: LogConfig) -> Result<EmbeddedLog> {
+        let root = root.into();
+        fs::create_dir_all(&root).io("create directory", &root)?;
+        let writers: Arc<Mutex<WriterMap>> = Arc::default();
+        let flusher = match config.fsync {
+            FsyncPolicy::Interval(every) => {
+                let (tx, rx) = mpsc::channel::<()>();
+                let weak = Arc::downgrade(&writers);
+                let handle = std::thread::Builder::new()
+                    .name("eventlog-fsync".into())
+                    .spawn(move || {
+                        while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                            let Some(writers) = weak.upgrade() else { break };
+                            let all: Vec<_> = lock(&writers).values().cloned().collect();
+                            for w in all {
+                                if let Err(e) = lock(&w).sync() {
+                                    tracing::error!(error = %e, "background fsync failed");
+                                }
+                            }
+                        }
+                    })
+                    .io("start fsync thread", &root)?;
+                Some((tx, handle))
+            }
+            _ => None,
+        };
+        Ok(EmbeddedLog {
+            root,
+            config,
+            writers,
+            commit_lock: Mutex::new(()),
+            flusher,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn topic_dir(&self, topic: &str) -> PathBuf {
+        self.root.join(topic)
+    }
+
+    fn partition_dir(&self, topic: &str, partition: u32) -> Result<PathBuf> {
+        let count = self
+            .partitions(topic)?
+            .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
+        if partition >= count {
+            return Err(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: count,
+            });
+        }
+        Ok(self.topic_dir(topic).join(partition.to_string()))
+    }
+
+    fn writer(&self, topic: &str, partition: u32) -> Result<Arc<Mutex<PartitionWriter>>> {
+        let key = (topic.to_owned(), partition);
+        if let Some(w) = lock(&self.writers).get(&key) {
+            return Ok(w.clone());
+        }
+        let dir = self.partition_dir(topic, partition)?;
+        let w = Arc::new(Mutex::new(PartitionWriter::open(
+            dir,
+            topic,
+            partition,
+            &self.config,
+        )?));
+        Ok(lock(&self.writers).entry(key).or_insert(w).clone())
+    }
+
+    fn consumer_file(&self, consumer: &str) -> Result<PathBuf> {
+        check_name(consumer)?;
+        Ok(self
+            .root
+            .join(CONSUMERS_DIR)
+            .join(format!("{consumer}.json")))
+    }
+
+    fn read_offsets(&self, path: &Path) -> Result<HashMap<String, HashMap<u32, u64>>> {
+        match fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Config(format!(
+                    "committed offsets {} are unreadable: {e}",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+            Err(e) => Err(e).io("read", path),
+        }
+    }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.flusher.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        if self.config.fsync != FsyncPolicy::Never
+            && let Err(e) = self.flush()
+        {
+            tracing::error!(error = %e, "final fsync of the log failed");
+        }
+    }
+}
+
+impl Log for EmbeddedLog {
+    type Reader = EmbeddedReader;
+
+    fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
+        check_name(topic)?;
+        if let Some(n) = self.partitions(topic)? {
+            return Ok(n);
+        }
+        if partitions == 0 {
+            return Err(Error::Config(format!("topic {topic}: 0 partitions")));
+        }
+        let dir = self.topic_dir(topic);
+        fs::create_dir_all(&dir).io("create directory", &dir)?;
+        for p in 0..partitions {
+            let pd = dir.join(p.to_string());
+            fs::create_dir_all(&pd).io("create directory", &pd)?;
+        }
+        let meta = serde_json::json!({ "partitions": partitions }).to_string();
+        write_atomic(&dir.join(TOPIC_META), meta.as_bytes())?;
+        sync_dir(&self.root)?;
+        Ok(partitions)
+    }
+
+    fn partitions(&self, topic: &str) -> Result<Option<u32>> {
+        check_name(topic)?;
+        let path = self.topic_dir(topic).join(TOPIC_META);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).io("read", &path),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Config(format!("{} is unreadable: {e}", path.display())))?;
+        v.get("partitions")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| Error::Config(format!("{} has no partition count", path.display())))
+    }
+
+    fn topics(&self) -> Result<Vec<(String, u32)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).io("list", &self.root)? {
+            let entry = entry.io("list", &self.root)?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if check_name(&name).is_err() {
+                continue;
+            }
+            if let Some(n) = self.partitions(&name)? {
+                out.push((name, n));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64> {
+        let w = self.writer(topic, partition)?;
+        let mut w = lock(&w);
+        w.append(records, &self.config)
+    }
+
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        if let Some(w) = lock(&self.writers).get(&(topic.to_owned(), partition)) {
+            return Ok(lock(w).next_offset);
+        }
+        let dir = self.partition_dir(topic, partition)?;
+        scan_end(&dir, topic, partition)
+    }
+
+    fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<EmbeddedReader> {
+        let dir = self.partition_dir(topic, partition)?;
+        Ok(EmbeddedReader {
+            topic: topic.to_owned(),
+            partition,
+            dir,
+            next_offset: from,
+            segment: None,
+        })
+    }
+
+    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        let path = self.consumer_file(consumer)?;
+        Ok(self
+            .read_offsets(&path)?
+            .get(topic)
+            .and_then(|m| m.get(&partition))
+            .copied())
+    }
+
+    fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        let path = self.consumer_file(consumer)?;
+        let _guard = lock(&self.commit_lock);
+        let mut all = self.read_offsets(&path)?;
+        for (topic, partition, offset) in offsets {
+            all.entry((*topic).to_owned())
+                .or_default()
+                .insert(*partition, *offset);
+        }
+        let dir = self.root.join(CONSUMERS_DIR);
+        fs::create_dir_all(&dir).io("create directory", &dir)?;
+        let bytes = serde_json::to_vec(&all)
+            .map_err(|e| Error::Config(format!("cannot encode offsets: {e}")))?;
+        write_atomic(&path, &bytes)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let all: Vec<_> = lock(&self.writers).values().cloned().collect();
+        for w in all {
+            lock(&w).sync()?;
+        }
+        Ok(())
+    }
+}
+
+/// The one writer of a partition.
+struct PartitionWriter {
+    topic: String,
+    partition: u32,
+    dir: PathBuf,
+    _lock: File,
+    segment_base: u64,
+    log: File,
+    index: File,
+    size: u64,
+    next_offset: u64,
+    last_index_position: Option<u64>,
+    dirty: bool,
+    buf: Vec<u8>,
+}
+
+impl PartitionWriter {
+    fn open(dir: PathBuf, topic: &str, partition: u32, config: &LogConfig) -> Result<Self> {
+        fs::create_dir_all(&dir).io("create directory", &dir)?;
+        let lock_path = dir.join(".lock");
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .io("open", &lock_path)?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    topic: topic.to_owned(),
+                    partition,
+                    lock: lock_path,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e).io("lock", &lock_path),
+        }
+        let bases = list_segments(&dir)?;
+        let base = bases.last().copied().unwrap_or(0);
+        let log_path = dir.join(segment_name(base, "log"));
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&log_path)
+            .io("open", &log_path)?;
+        let recovered = recover_segment(&log, &log_path, base, topic, partition, config)?;
+        let index_path = dir.join(segment_name(base, "index"));
+        let mut index = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&index_path)
+            .io("open", &index_path)?;
+        let bytes: Vec<u8> = recovered
+            .index
+            .iter()
+            .flat_map(|e| index::encode_entry(*e))
+            .collect();
+        index.write_all(&bytes).io("write", &index_path)?;
+        if bases.is_empty() {
+            sync_dir(&dir)?;
+        }
+        Ok(PartitionWriter {
+            topic: topic.to_owned(),
+            partition,
+            dir,
+            _lock: lock_file,
+            segment_base: base,
+            log,
+            index,
+            size: recovered.valid_len,
+            next_offset: recovered.next_offset,
+            last_index_position: recovered.index.last().map(|e| e.position),
+            dirty: false,
+            buf: Vec::new(),
+        })
+    }
+
+    fn roll(&mut self, config: &LogConfig) -> Result<()> {
+        self.sync()?;
+        let base = self.next_offset;
+        let log_path = self.dir.join(segment_name(base, "log"));
+        let index_path = self.dir.join(segment_name(base, "index"));
+        self.log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&log_path)
+            .io("create", &log_path)?;
+        self.index = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&index_path)
+            .io("create", &index_path)?;
+        if config.fsync != FsyncPolicy::Never {
+            sync_dir(&self.dir)?;
+        }
+        self.segment_base = base;
+        self.size = 0;
+        self.last_index_position = None;
+        Ok(())
+    }
+
+    fn append(&mut self, records: &[Record], config: &LogConfig) -> Result<u64> {
+        let base = self.next_offset;
+        if records.is_empty() {
+            return Ok(base);
+        }
+        if self.size >= config.segment_bytes {
+            self.roll(config)?;
+        }
+        self.buf.clear();
+        codec::encode_batch(base, records, &mut self.buf);
+        if self.buf.len() > codec::MAX_BATCH_BYTES {
+            return Err(Error::Config(format!(
+                "batch of {} bytes exceeds the {} byte limit",
+                self.buf.len(),
+                codec::MAX_BATCH_BYTES
+            )));
+        }
+        let log_path = || self.dir.join(segment_name(self.segment_base, "log"));
+        if let Err(e) = self.log.write_all(&self.buf) {
+            // Leave no partial batch behind (a full disk, say): cut back to the last
+            // whole batch, so the partition stays appendable once space returns.
+            if let Err(e2) = self.log.set_len(self.size) {
+                tracing::error!(error = %e2, "could not cut back a failed append; the next open will");
+            }
+            return Err(e).io("append to", log_path());
+        }
+        let position = self.size;
+        self.size += self.buf.len() as u64;
+        self.next_offset += records.len() as u64;
+        self.dirty = true;
+        let due = match self.last_index_position {
+            None => true,
+            Some(p) => position - p >= config.index_interval_bytes,
+        };
+        if due {
+            let entry = IndexEntry {
+                relative_offset: (base - self.segment_base) as u32,
+                position,
+            };
+            // The index is a hint rebuilt on open: a failed write costs only speed.
+            if self.index.write_all(&index::encode_entry(entry)).is_ok() {
+                self.last_index_position = Some(position);
+            }
+        }
+        if config.fsync == FsyncPolicy::Always {
+            self.sync()?;
+        }
+        Ok(base)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.dirty {
+            let path = self.dir.join(segment_name(self.segment_base, "log"));
+            self.log.sync_data().io("fsync", path)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for PartitionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartitionWriter({}/{})", self.topic, self.partition)
+    }
+}
+
+struct Recovered {
+    valid_len: u64,
+    next_offset: u64,
+    index: Vec<IndexEntry>,
+}
+
+/// Checks every batch of the active segment; truncates a torn or corrupt tail.
+fn recover_segment(
+    file: &File,
+    path: &Path,
+    base: u64,
+    topic: &str,
+    partition: u32,
+    config: &LogConfig,
+) -> Result<Recovered> {
+    let len = file.metadata().io("stat", path)?.len();
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0).io("read", path)?;
+    let mut pos = 0usize;
+    let mut next = base;
+    let mut entries: Vec<IndexEntry> = Vec::new();
+    let mut problem = None;
+    while pos < bytes.len() {
+        match codec::verify_batch(&bytes[pos..]) {
+            Ok((h, count)) if h.base_offset == next => {
+                let due = entries
+                    .last()
+                    .is_none_or(|e| (pos as u64) - e.position >= config.index_interval_bytes);
+                if due {
+                    entries.push(IndexEntry {
+                        relative_offset: (next - base) as u32,
+                        position: pos as u64,
+                    });
+                }
+                next += u64::from(count);
+                pos += h.total_len;
+            }
+            Ok(_) => {
+                problem = Some("batch out of sequence");
+                break;
+            }
+            Err(DecodeError::Incomplete) => {
+                problem = Some("torn batch");
+                break;
+            }
+            Err(DecodeError::Corrupt(why)) => {
+                // Damage followed by an intact batch is not a torn tail: cutting there
+                // would throw away acknowledged records, so refuse and report it.
+                if let Ok(h) = codec::decode_header(&bytes[pos..])
+                    && intact_batch_at(file, (pos + h.total_len) as u64, len)
+                {
+                    return Err(Error::Corrupt {
+                        topic: topic.to_owned(),
+                        partition,
+                        from_offset: next,
+                        to_offset: h.base_offset.max(next + 1),
+                        segment: path.to_owned(),
+                        position: pos as u64,
+                        detail: why,
+                    });
+                }
+                problem = Some(why);
+                break;
+            }
+        }
+    }
+    if let Some(why) = problem {
+        let dropped = len - pos as u64;
+        tracing::warn!(
+            topic,
+            partition,
+            segment = %path.display(),
+            valid_bytes = pos,
+            dropped_bytes = dropped,
+            next_offset = next,
+            "truncating the log's tail: {why}; dropped {dropped} bytes"
+        );
+        file.set_len(pos as u64).io("truncate", path)?;
+        file.sync_all().io("fsync", path)?;
+    }
+    Ok(Recovered {
+        valid_len: pos as u64,
+        next_offset: next,
+        index: entries,
+    })
+}
+
+/// The end offset of a partition read from disk (no writer in this process).
+fn scan_end(dir: &Path, topic: &str, partition: u32) -> Result<u64> {
+    let bases = list_segments(dir)?;
+    let Some(&base) = bases.last() else {
+        return Ok(0);
+    };
+    let mut reader = EmbeddedReader {
+        topic: topic.to_owned(),
+        partition,
+        dir: dir.to_owned(),
+        next_offset: base,
+        segment: None,
+    };
+    // Start from the segment's last index entry and walk the headers to the end.
+    reader.open_segment(base, u64::MAX)?;
+    loop {
+        match reader.next_batch_header()? {
+            Some((h, count)) => {
+                reader.next_offset = h.base_offset + u64::from(count);
+                if let Some(seg) = reader.segment.as_mut() {
+                    seg.position += h.total_len as u64;
+                }
+            }
+            None => return Ok(reader.next_offset),
+        }
+    }
+}
+
+fn intact_batch_at(file: &File, position: u64, file_len: u64) -> bool {
+    let mut head = [0u8; BATCH_HEADER_LEN];
+    if position + BATCH_HEADER_LEN as u64 > file_len
+        || file.read_exact_at(&mut head, position).is_err()
+    {
+        return false;
+    }
+    let Ok(h) = codec::decode_header(&head) else {
+        return false;
+    };
+    if position + h.total_len as u64 > file_len {
+        return false;
+    }
+    let mut buf = vec![0u8; h.total_len];
+    file.read_exact_at(&mut buf, position).is_ok() && codec::verify_batch(&buf).is_ok()
+}
+
+struct OpenSegment {
+    base: u64,
+    path: PathBuf,
+    file: File,
+    position: u64,
+}
+
+/// Reads a partition of the embedded log, from any process.
+pub struct EmbeddedReader {
+    topic: String,
+    partition: u32,
+    dir: PathBuf,
+    next_offset: u64,
+    segment: Option<OpenSegment>,
+}
+
+enum Step {
+    /// A whole, verified batch at the current position.
+    Batch(Vec<u8>),
+    /// Nothing more here yet.
+    End,
+}
+
+impl EmbeddedReader {
+    fn corrupt(&self, seg: &OpenSegment, to_offset: u64, detail: &'static str) -> Error {
+        Error::Corrupt {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            from_offset: self.next_offset,
+            to_offset,
+            segment: seg.path.clone(),
+            position: seg.position,
+            detail,
+        }
+    }
+
+    /// Opens segment `base` positioned at the last indexed batch at or before
+    /// `target` (checked against the log itself, else the segment's start).
+    fn open_segment(&mut self, base: u64, target: u64) -> Result<()> {
+        let path = self.dir.join(segment_name(base, "log"));
+        let file = File::open(&path).io("open", &path)?;
+        let index_path = self.dir.join(segment_name(base, "index"));
+        let entries = fs::read(&index_path)
+            .map(|b| index::decode_index(&b))
+            .unwrap_or_default();
+        let rel = u32::try_from(target.saturating_sub(base)).unwrap_or(u32::MAX);
+        let mut position = 0;
+        if let Some(e) = index::lookup(&entries, rel) {
+            let mut head = [0u8; BATCH_HEADER_LEN];
+            if file.read_exact_at(&mut head, e.position).is_ok()
+                && codec::decode_header(&head)
+                    .is_ok_and(|h| h.base_offset == base + u64::from(e.relative_offset))
+            {
+                position = e.position;
+            }
+        }
+        self.segment = Some(OpenSegment {
+            base,
+            path,
+            file,
+            position,
+        });
+        Ok(())
+    }
+
+    /// Makes sure the segment holding `next_offset` is open.
+    fn ensure_segment(&mut self) -> Result<bool> {
+        if self.segment.is_some() {
+            return Ok(true);
+        }
+        let bases = list_segments(&self.dir)?;
+        let idx = bases.partition_point(|b| *b <= self.next_offset);
+        let Some(&base) = idx
+            .checked_sub(1)
+            .and_then(|i| bases.get(i))
+            .or(bases.first())
+        else {
+            return Ok(false);
+        };
+        self.open_segment(base, self.next_offset)?;
+        Ok(true)
+    }
+
+    /// The base of the segment after the open one, if it exists yet.
+    fn following_segment(&self) -> Result<Option<u64>> {
+        let Some(seg) = &self.segment else {
+            return Ok(None);
+        };
+        Ok(list_segments(&self.dir)?
+            .into_iter()
+            .find(|b| *b > seg.base))
+    }
+
+    /// Reads the batch at the current position, moving to the next segment when this
+    /// one is finished. Verifies the checksum.
+    fn step(&mut self) -> Result<Step> {
+        loop {
+            if !self.ensure_segment()? {
+                return Ok(Step::End);
+            }
+            let Some(seg) = self.segment.as_ref() else {
+                return Ok(Step::End);
+            };
+            let len = seg.file.metadata().io("stat", &seg.path)?.len();
+            let remaining = len.saturating_sub(seg.position);
+            let incomplete_or_torn = |this: &Self, seg: &OpenSegment| -> Result<Option<Step>> {
+                match this.following_segment()? {
+                    // A later segment exists, so this one is sealed: its tail is whole.
+                    Some(next) if remaining == 0 && next == this.next_offset => Ok(None),
+                    Some(next) if remaining == 0 => {
+                        Err(this.corrupt(seg, next, "gap between segments"))
+                    }
+                    Some(next) => Err(this.corrupt(seg, next, "torn batch in a sealed segment")),
+                    None => Ok(Some(Step::End)),
+                }
+            };
+            let mut head = [0u8; BATCH_HEADER_LEN];
+            if remaining < BATCH_HEADER_LEN as u64 {
+                match incomplete_or_torn(self, seg)? {
+                    Some(step) => return Ok(step),
+                    None => {
+                        self.segment = None;
+                        continue;
+                    }
+                }
+            }
+            seg.file
+                .read_exact_at(&mut head, seg.position)
+                .io("read", &seg.path)?;
+            let header = match codec::decode_header(&head) {
+                Ok(h) => h,
+                Err(_) if self.following_segment()?.is_none() => {
+                    // Garbage where the active segment's last batch should start: a
+                    // torn write for the writer's recovery to cut, not data to read.
+                    return Ok(Step::End);
+                }
+                Err(_) => {
+                    return Err(self.corrupt(seg, self.next_offset + 1, "unreadable batch header"));
+                }
+            };
+            if (header.total_len as u64) > remaining {
+                match incomplete_or_torn(self, seg)? {
+                    Some(step) => return Ok(step),
+                    None => return Err(self.corrupt(seg, self.next_offset + 1, "torn batch")),
+                }
+            }
+            let mut buf = vec![0u8; header.total_len];
+            seg.file
+                .read_exact_at(&mut buf, seg.position)
+                .io("read", &seg.path)?;
+            match codec::verify_batch(&buf) {
+                Ok(_) => return Ok(Step::Batch(buf)),
+                Err(_) => {
+                    // In the active segment a bad batch is the tail (torn, or still
+                    // being written) unless an intact batch follows it: only then is
+                    // it damage in the middle, which must not be skipped silently.
+                    let next_pos = seg.position + header.total_len as u64;
+                    if self.following_segment()?.is_none()
+                        && !intact_batch_at(&seg.file, next_pos, len)
+                    {
+                        return Ok(Step::End);
+                    }
+                    let to = header.base_offset.max(self.next_offset + 1);
+                    return Err(self.corrupt(seg, to, "checksum mismatch"));
+                }
+            }
+        }
+    }
+
+    fn next_batch_header(&mut self) -> Result<Option<(codec::BatchHeader, u32)>> {
+        match self.step()? {
+            Step::End => Ok(None),
+            Step::Batch(buf) => codec::verify_batch(&buf)
+                .map(Some)
+                .map_err(|_| Error::Config("batch changed under the reader".into())),
+        }
+    }
+
+    fn has_more(&self) -> Result<bool> {
+        match &self.segment {
+            Some(seg) => {
+                let len = seg.file.metadata().io("stat", &seg.path)?.len();
+                Ok(len > seg.position || self.following_segment()?.is_some())
+            }
+            None => Ok(list_segments(&self.dir)?.last().is_some()),
+        }
+    }
+}
+
+impl PartitionReader for EmbeddedReader {
+    fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>> {
+        let mut out = Vec::new();
+        while out.len() < max.max(1) {
+            let buf = match self.step()? {
+                Step::End => break,
+                Step::Batch(buf) => buf,
+            };
+            let (header, records) = match codec::decode_batch(&buf) {
+                Ok(x) => x,
+                Err(e) => {
+                    let detail = match e {
+                        DecodeError::Corrupt(d) => d,
+                        DecodeError::Incomplete => "incomplete batch",
+                    };
+                    let seg = self
+                        .segment
+                        .as_ref()
+                        .ok_or_else(|| Error::Config("no segment".into()))?;
+                    return Err(self.corrupt(seg, self.next_offset + 1, detail));
+                }
+            };
+            let end = header.base_offset + records.len() as u64;
+            if header.base_offset > self.next_offset {
+                let seg = self
+                    .segment
+                    .as_ref()
+                    .ok_or_else(|| Error::Config("no segment".into()))?;
+                return Err(self.corrupt(seg, header.base_offset, "offsets missing"));
+            }
+            for (offset, record) in records {
+                if offset >= self.next_offset {
+                    out.push(StoredRecord { offset, record });
+                }
+            }
+            self.next_offset = self.next_offset.max(end);
+            if let Some(seg) = self.segment.as_mut() {
+                seg.position += header.total_len as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if self.has_more()? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.next_offset
+    }
+}

@@ -1,0 +1,327 @@
+//! The log: the source of truth of the pipeline.
+//!
+//! This crate owns the [`Log`] trait (append record batches to a topic partition, read
+//! from an offset and follow, end offsets, committed offsets per consumer name), the
+//! choice of a backend by URL, and the embedded segment log ([`embedded`]). The Kafka
+//! backend will implement the same trait.
+//!
+//! It knows nothing of what the records mean: no parsing of values, no rules.
+
+pub mod codec;
+pub mod embedded;
+mod error;
+pub mod index;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use embedded::{EmbeddedLog, EmbeddedReader};
+pub use error::{Error, Result};
+
+/// One record: an optional key, the value bytes, named headers, a timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Milliseconds since the epoch (event time where the producer knows it).
+    pub timestamp_ms: i64,
+}
+
+impl Record {
+    pub fn new(key: Option<Vec<u8>>, value: Vec<u8>) -> Record {
+        Record {
+            key,
+            value,
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// A record read back, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: u64,
+    pub record: Record,
+}
+
+/// When appended data is forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before an append returns: an acknowledged append survives a machine crash.
+    Always,
+    /// By a background thread at this interval: a crash of the machine may lose the
+    /// last interval; a crash of the process loses nothing acknowledged.
+    Interval(Duration),
+    /// Left to the operating system.
+    Never,
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = Error;
+
+    /// `always`, `never`, or an interval such as `100ms` or `2s`.
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let bad = || {
+            Error::Config(format!(
+                "fsync policy {s:?}: expected always, never, or an interval like 100ms"
+            ))
+        };
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => {
+                let (n, unit) = if let Some(n) = s.strip_suffix("ms") {
+                    (n, 1)
+                } else if let Some(n) = s.strip_suffix('s') {
+                    (n, 1000)
+                } else {
+                    return Err(bad());
+                };
+                let n: u64 = n.trim().parse().map_err(|_| bad())?;
+                if n == 0 {
+                    return Err(bad());
+                }
+                Ok(FsyncPolicy::Interval(Duration::from_millis(n * unit)))
+            }
+        }
+    }
+}
+
+/// Settings of the embedded backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub fsync: FsyncPolicy,
+    /// A segment rolls once it holds at least this many bytes.
+    pub segment_bytes: u64,
+    /// One sparse-index entry per this many bytes of segment.
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            fsync: FsyncPolicy::Interval(Duration::from_millis(100)),
+            segment_bytes: 64 * 1024 * 1024,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// The log, whatever its backend.
+pub trait Log: Send + Sync {
+    type Reader: PartitionReader;
+
+    /// Creates the topic with this many partitions if it does not exist; returns the
+    /// partition count it has.
+    fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32>;
+
+    /// The partition count of a topic, `None` if it does not exist.
+    fn partitions(&self, topic: &str) -> Result<Option<u32>>;
+
+    /// Every topic with its partition count, sorted by name.
+    fn topics(&self) -> Result<Vec<(String, u32)>>;
+
+    /// Appends the records as one atomic batch; returns the offset of the first.
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64>;
+
+    /// The offset the next appended record will get.
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64>;
+
+    /// A reader positioned at `from`.
+    fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<Self::Reader>;
+
+    /// The offset a consumer will read next, if it committed one.
+    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
+
+    /// Records, atomically, the next offsets a consumer will read.
+    fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()>;
+
+    /// Forces everything appended so far to disk.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Reads one partition in offset order.
+pub trait PartitionReader: Send {
+    /// Up to about `max` records from the current position; empty when caught up.
+    /// Never returns part of a batch that is still being written.
+    fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>>;
+
+    /// Blocks until records past the current position exist or `timeout` passes;
+    /// returns whether there are any. Does not busy-spin.
+    fn wait(&mut self, timeout: Duration) -> Result<bool>;
+
+    /// The offset of the next record `poll` returns.
+    fn position(&self) -> u64;
+}
+
+/// Where the log lives, from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogUrl {
+    /// `embedded:<dir>` (also `embedded://<dir>`).
+    Embedded(PathBuf),
+    /// `kafka://host:port[,host:port...]`.
+    Kafka(String),
+}
+
+impl FromStr for LogUrl {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self> {
+        if let Some(rest) = url.strip_prefix("embedded:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(Error::Config(format!("log URL {url:?} names no directory")));
+            }
+            return Ok(LogUrl::Embedded(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("kafka://") {
+            if rest.is_empty() {
+                return Err(Error::Config(format!("log URL {url:?} names no broker")));
+            }
+            return Ok(LogUrl::Kafka(rest.trim_end_matches('/').to_owned()));
+        }
+        Err(Error::Config(format!(
+            "log URL {url:?}: expected embedded:<dir> or kafka://host:port"
+        )))
+    }
+}
+
+/// A log of any backend, chosen by URL and dispatched statically.
+pub enum AnyLog {
+    Embedded(EmbeddedLog),
+}
+
+pub enum AnyReader {
+    Embedded(EmbeddedReader),
+}
+
+/// Opens the log a URL names.
+pub fn open(url: &str, config: LogConfig) -> Result<AnyLog> {
+    match url.parse::<LogUrl>()? {
+        LogUrl::Embedded(dir) => Ok(AnyLog::Embedded(EmbeddedLog::open(dir, config)?)),
+        LogUrl::Kafka(brokers) => Err(Error::Config(format!(
+            "kafka://{brokers}: this build has no Kafka backend yet (use embedded:<dir>)"
+        ))),
+    }
+}
+
+impl Log for AnyLog {
+    type Reader = AnyReader;
+
+    fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
+        match self {
+            AnyLog::Embedded(l) => l.ensure_topic(topic, partitions),
+        }
+    }
+    fn partitions(&self, topic: &str) -> Result<Option<u32>> {
+        match self {
+            AnyLog::Embedded(l) => l.partitions(topic),
+        }
+    }
+    fn topics(&self) -> Result<Vec<(String, u32)>> {
+        match self {
+            AnyLog::Embedded(l) => l.topics(),
+        }
+    }
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64> {
+        match self {
+            AnyLog::Embedded(l) => l.append(topic, partition, records),
+        }
+    }
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        match self {
+            AnyLog::Embedded(l) => l.end_offset(topic, partition),
+        }
+    }
+    fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<AnyReader> {
+        match self {
+            AnyLog::Embedded(l) => Ok(AnyReader::Embedded(l.reader(topic, partition, from)?)),
+        }
+    }
+    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        match self {
+            AnyLog::Embedded(l) => l.committed(consumer, topic, partition),
+        }
+    }
+    fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        match self {
+            AnyLog::Embedded(l) => l.commit(consumer, offsets),
+        }
+    }
+    fn flush(&self) -> Result<()> {
+        match self {
+            AnyLog::Embedded(l) => l.flush(),
+        }
+    }
+}
+
+impl PartitionReader for AnyReader {
+    fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>> {
+        match self {
+            AnyReader::Embedded(r) => r.poll(max),
+        }
+    }
+    fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        match self {
+            AnyReader::Embedded(r) => r.wait(timeout),
+        }
+    }
+    fn position(&self) -> u64 {
+        match self {
+            AnyReader::Embedded(r) => r.position(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            "embedded:./data/log".parse::<LogUrl>().unwrap(),
+            LogUrl::Embedded("./data/log".into())
+        );
+        assert_eq!(
+            "embedded:///tmp/x".parse::<LogUrl>().unwrap(),
+            LogUrl::Embedded("/tmp/x".into())
+        );
+        assert_eq!(
+            "kafka://127.0.0.1:9092".parse::<LogUrl>().unwrap(),
+            LogUrl::Kafka("127.0.0.1:9092".into())
+        );
+        assert!("embedded:".parse::<LogUrl>().is_err());
+        assert!("s3://bucket".parse::<LogUrl>().is_err());
+    }
+
+    #[test]
+    fn fsync_policies() {
+        assert_eq!(
+            "always".parse::<FsyncPolicy>().unwrap(),
+            FsyncPolicy::Always
+        );
+        assert_eq!("never".parse::<FsyncPolicy>().unwrap(), FsyncPolicy::Never);
+        assert_eq!(
+            "100ms".parse::<FsyncPolicy>().unwrap(),
+            FsyncPolicy::Interval(Duration::from_millis(100))
+        );
+        assert_eq!(
+            "2s".parse::<FsyncPolicy>().unwrap(),
+            FsyncPolicy::Interval(Duration::from_secs(2))
+        );
+        assert!("0ms".parse::<FsyncPolicy>().is_err());
+        assert!("sometimes".parse::<FsyncPolicy>().is_err());
+    }
+}
