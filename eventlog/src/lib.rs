@@ -8,6 +8,7 @@
 //! It knows nothing of what the records mean: no parsing of values, no rules.
 
 pub mod codec;
+pub mod config;
 pub mod embedded;
 mod error;
 pub mod index;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use config::{PipelineConfig, partition_for};
 pub use embedded::{EmbeddedLog, EmbeddedReader};
 pub use error::{Error, Result};
 

@@ -1,0 +1,217 @@
+//! The pipeline's one config file (`config/pipeline.toml` by default) and its
+//! environment overrides. Every binary reads it the same way, so it lives with the
+//! log, which every binary opens.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, FsyncPolicy, LogConfig, Result};
+
+pub const DEFAULT_CONFIG_PATH: &str = "config/pipeline.toml";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub pipeline: PipelineSection,
+    pub log: LogSection,
+    pub producer: ProducerSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Root of the embedded log, the processor state, the lake and the embedded
+    /// serving store. Env: `PIPELINE_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Env: `PIPELINE_LOG_URL`; default `embedded:<data_dir>/log`.
+    pub log_url: Option<String>,
+    /// Env: `PIPELINE_SERVING_URL`; default `embedded:<data_dir>/serving`.
+    pub serving_url: Option<String>,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            data_dir: PathBuf::from("./data"),
+            log_url: None,
+            serving_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `always`, `never` or an interval (`100ms`). Env: `PIPELINE_LOG_FSYNC`.
+    pub fsync: String,
+    pub segment_bytes: u64,
+    pub index_interval_bytes: u64,
+    /// Partitions of `raw.usage_events` and the derived event topics.
+    pub event_partitions: u32,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        let d = LogConfig::default();
+        LogSection {
+            fsync: "100ms".into(),
+            segment_bytes: d.segment_bytes,
+            index_interval_bytes: d.index_interval_bytes,
+            event_partitions: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerSection {
+    /// Records per appended batch (per topic partition).
+    pub batch_records: usize,
+    /// Entries of the event-time sort kept in memory before a sorted run spills to disk.
+    pub sort_chunk_entries: usize,
+    /// How often `--follow` looks for new landing files, in milliseconds.
+    pub follow_poll_ms: u64,
+}
+
+impl Default for ProducerSection {
+    fn default() -> Self {
+        ProducerSection {
+            batch_records: 2000,
+            sort_chunk_entries: 4_000_000,
+            follow_poll_ms: 1000,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads the config file (a missing default file means defaults; a missing file
+    /// named explicitly is an error), then applies the environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<PipelineConfig> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_owned(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => PipelineConfig::parse(&text)
+                .map_err(|e| Error::Config(format!("config {}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                PipelineConfig::default()
+            }
+            Err(e) => return Err(Error::Config(format!("config {}: {e}", path.display()))),
+        };
+        config.apply_env(|k| std::env::var(k).ok());
+        config.log_config()?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        if config.log.event_partitions == 0 {
+            return Err("log.event_partitions must be at least 1".into());
+        }
+        if config.producer.batch_records == 0 {
+            return Err("producer.batch_records must be at least 1".into());
+        }
+        Ok(config)
+    }
+
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = var("PIPELINE_DATA_DIR").filter(|v| !v.is_empty()) {
+            self.pipeline.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("PIPELINE_LOG_URL").filter(|v| !v.is_empty()) {
+            self.pipeline.log_url = Some(v);
+        }
+        if let Some(v) = var("PIPELINE_SERVING_URL").filter(|v| !v.is_empty()) {
+            self.pipeline.serving_url = Some(v);
+        }
+        if let Some(v) = var("PIPELINE_LOG_FSYNC").filter(|v| !v.is_empty()) {
+            self.log.fsync = v;
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.pipeline.data_dir
+    }
+
+    pub fn log_url(&self) -> String {
+        self.pipeline
+            .log_url
+            .clone()
+            .unwrap_or_else(|| format!("embedded:{}", self.data_dir().join("log").display()))
+    }
+
+    pub fn serving_url(&self) -> String {
+        self.pipeline
+            .serving_url
+            .clone()
+            .unwrap_or_else(|| format!("embedded:{}", self.data_dir().join("serving").display()))
+    }
+
+    pub fn log_config(&self) -> Result<LogConfig> {
+        Ok(LogConfig {
+            fsync: self.log.fsync.parse::<FsyncPolicy>()?,
+            segment_bytes: self.log.segment_bytes.max(1),
+            index_interval_bytes: self.log.index_interval_bytes.max(1),
+        })
+    }
+
+    /// Opens the log this config names.
+    pub fn open_log(&self) -> Result<crate::AnyLog> {
+        crate::open(&self.log_url(), self.log_config()?)
+    }
+}
+
+/// The partition of a key: CRC32C of its bytes modulo the partition count. Every
+/// backend and every binary partitions with this one function.
+pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
+    crc32c::crc32c(key) % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_env_overrides() {
+        let mut c = PipelineConfig::default();
+        assert_eq!(c.log_url(), "embedded:./data/log");
+        assert_eq!(c.serving_url(), "embedded:./data/serving");
+        c.apply_env(|k| match k {
+            "PIPELINE_DATA_DIR" => Some("/srv/p".into()),
+            "PIPELINE_LOG_FSYNC" => Some("always".into()),
+            _ => None,
+        });
+        assert_eq!(c.log_url(), "embedded:/srv/p/log");
+        assert_eq!(c.log_config().unwrap().fsync, FsyncPolicy::Always);
+        c.apply_env(|k| (k == "PIPELINE_LOG_URL").then(|| "kafka://127.0.0.1:9092".into()));
+        assert_eq!(c.log_url(), "kafka://127.0.0.1:9092");
+    }
+
+    #[test]
+    fn file_is_strict() {
+        let c = PipelineConfig::parse("[pipeline]\ndata_dir = \"/x\"\n[log]\nfsync = \"always\"\n")
+            .unwrap();
+        assert_eq!(c.data_dir(), Path::new("/x"));
+        assert!(
+            PipelineConfig::parse("[pipeline]\ndata_dri = \"/x\"\n")
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        assert!(PipelineConfig::parse("[log]\nevent_partitions = 0\n").is_err());
+        assert!(PipelineConfig::parse("not toml [").is_err());
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        assert!(PipelineConfig::load(Some(Path::new("/nonexistent/pipeline.toml"))).is_err());
+    }
+
+    #[test]
+    fn partitioning_is_stable() {
+        assert_eq!(partition_for(b"org_a", 4), partition_for(b"org_a", 4));
+        assert!(partition_for(b"anything", 4) < 4);
+        assert_eq!(partition_for(b"x", 1), 0);
+    }
+}
