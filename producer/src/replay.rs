@@ -477,37 +477,35 @@ fn replay_sorted<L: Log>(
     first: usize,
 ) -> Result<()> {
     let mut sorter = ExternalSorter::new(spill, opts.sort_chunk_entries);
-    for (i, f) in events.iter().enumerate() {
-        let mut r = BufReader::with_capacity(1 << 20, File::open(&f.path).io("open", &f.path)?);
-        let mut line = Vec::new();
-        let mut offset = 0u64;
-        let mut line_no = 0u64;
-        loop {
-            line.clear();
-            let n = r.read_until(b'\n', &mut line).io("read", &f.path)?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let body = strip_eol(&line);
-            if !body.is_empty() {
-                let ts = schemas::event::event_routing(body)
-                    .ts_micros
-                    .unwrap_or(i64::MIN);
-                let len = u32::try_from(body.len()).map_err(|_| {
-                    Error::Usage(format!("{} line {line_no} is longer than 4 GiB", f.rel))
-                })?;
-                sorter.push(Entry {
-                    ts_micros: ts,
-                    file: i as u32,
-                    offset,
-                    len,
-                    line_no,
-                })?;
-            }
-            offset += n as u64;
+    // Reading times is most of the sort's cost and each file is independent: two
+    // threads scan files while this one feeds the sorter (the order entries arrive in
+    // does not matter, the sort is total).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Entry>>>(4);
+        for _ in 0..2 {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = events.get(i) else { break };
+                    let scanned = scan_times(f, i as u32);
+                    let failed = scanned.is_err();
+                    if tx.send(scanned).is_err() || failed {
+                        break;
+                    }
+                }
+            });
         }
-    }
+        drop(tx);
+        for entries in rx {
+            for e in entries? {
+                sorter.push(e)?;
+            }
+        }
+        Ok(())
+    })?;
     let mut sorted = sorter.finish()?;
     let mut open: HashMap<u32, File> = HashMap::new();
     let mut line = Vec::new();
@@ -533,6 +531,41 @@ fn replay_sorted<L: Log>(
         progress.inc(1);
     }
     Ok(())
+}
+
+/// The sort entry of every line of one event file.
+fn scan_times(f: &LandingFile, file: u32) -> Result<Vec<Entry>> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(&f.path).io("open", &f.path)?);
+    let mut entries = Vec::new();
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line).io("read", &f.path)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let body = strip_eol(&line);
+        if !body.is_empty() {
+            let ts = schemas::event::event_routing(body)
+                .ts_micros
+                .unwrap_or(i64::MIN);
+            let len = u32::try_from(body.len()).map_err(|_| {
+                Error::Usage(format!("{} line {line_no} is longer than 4 GiB", f.rel))
+            })?;
+            entries.push(Entry {
+                ts_micros: ts,
+                file,
+                offset,
+                len,
+                line_no,
+            });
+        }
+        offset += n as u64;
+    }
+    Ok(entries)
 }
 
 fn replay_csv<L: Log>(sink: &mut Sink<'_, L>, f: &LandingFile) -> Result<()> {
