@@ -11,7 +11,21 @@
 //! ```
 //! All integers are little-endian.
 
-use crate::Record;
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use crate::{HeaderName, Record};
+
+/// Header names the pipeline writes on every record, decoded without allocating.
+pub const KNOWN_HEADERS: [&str; 2] = ["source_file", "line_no"];
+
+fn header_name(name: &str) -> HeaderName {
+    match KNOWN_HEADERS.iter().find(|k| **k == name) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
 
 pub const BATCH_HEADER_LEN: usize = 16;
 /// Upper bound of one batch, so a corrupt length cannot make a reader allocate wildly.
@@ -103,9 +117,28 @@ pub fn verify_batch(bytes: &[u8]) -> Result<(BatchHeader, u32), DecodeError> {
 /// Decodes one whole batch (CRC checked) into `(offset, record)` pairs.
 pub fn decode_batch(bytes: &[u8]) -> Result<(BatchHeader, Vec<(u64, Record)>), DecodeError> {
     let (header, count) = verify_batch(bytes)?;
+    decode_records(
+        Bytes::copy_from_slice(&bytes[..header.total_len]),
+        header,
+        count,
+    )
+}
+
+/// Decodes the records of a batch already verified by [`verify_batch`]; the records'
+/// bytes are slices of `batch`, not copies.
+pub fn decode_records(
+    batch: Bytes,
+    header: BatchHeader,
+    count: u32,
+) -> Result<(BatchHeader, Vec<(u64, Record)>), DecodeError> {
+    if batch.len() < header.total_len {
+        return Err(DecodeError::Incomplete);
+    }
     let mut cur = Cursor {
-        buf: &bytes[BATCH_HEADER_LEN + 4..header.total_len],
+        buf: &batch[BATCH_HEADER_LEN + 4..header.total_len],
+        pos: BATCH_HEADER_LEN + 4,
     };
+    let slice = |r: std::ops::Range<usize>| batch.slice(r);
     // Every record takes at least 18 bytes: a count beyond that is a lie.
     if count as usize > cur.buf.len() / 18 + 1 {
         return Err(DecodeError::Corrupt("record count exceeds batch size"));
@@ -116,20 +149,21 @@ pub fn decode_batch(bytes: &[u8]) -> Result<(BatchHeader, Vec<(u64, Record)>), D
         let key_len = i32::from_le_bytes(arr(cur.take(4)?));
         let key = match key_len {
             -1 => None,
-            n if n >= 0 => Some(cur.take(n as usize)?.to_vec()),
+            n if n >= 0 => Some(slice(cur.take_range(n as usize)?)),
             _ => return Err(DecodeError::Corrupt("negative key length")),
         };
         let value_len = u32::from_le_bytes(arr(cur.take(4)?)) as usize;
-        let value = cur.take(value_len)?.to_vec();
+        let value = slice(cur.take_range(value_len)?);
         let header_count = u16::from_le_bytes(arr(cur.take(2)?));
         let mut headers = Vec::with_capacity(usize::from(header_count).min(64));
         for _ in 0..header_count {
             let name_len = u16::from_le_bytes(arr(cur.take(2)?)) as usize;
-            let name = std::str::from_utf8(cur.take(name_len)?)
-                .map_err(|_| DecodeError::Corrupt("header name is not UTF-8"))?
-                .to_owned();
+            let name = header_name(
+                std::str::from_utf8(cur.take(name_len)?)
+                    .map_err(|_| DecodeError::Corrupt("header name is not UTF-8"))?,
+            );
             let vlen = u32::from_le_bytes(arr(cur.take(4)?)) as usize;
-            headers.push((name, cur.take(vlen)?.to_vec()));
+            headers.push((name, slice(cur.take_range(vlen)?)));
         }
         let offset = header
             .base_offset
@@ -153,6 +187,8 @@ pub fn decode_batch(bytes: &[u8]) -> Result<(BatchHeader, Vec<(u64, Record)>), D
 
 struct Cursor<'a> {
     buf: &'a [u8],
+    /// Position of `buf[0]` in the whole batch.
+    pos: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -162,7 +198,14 @@ impl<'a> Cursor<'a> {
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
+        self.pos += n;
         Ok(head)
+    }
+
+    fn take_range(&mut self, n: usize) -> Result<std::ops::Range<usize>, DecodeError> {
+        let start = self.pos;
+        self.take(n)?;
+        Ok(start..start + n)
     }
 }
 
@@ -178,9 +221,9 @@ mod tests {
 
     fn rec(v: &str) -> Record {
         Record {
-            key: Some(b"k".to_vec()),
-            value: v.as_bytes().to_vec(),
-            headers: vec![("source_file".into(), b"a.jsonl".to_vec())],
+            key: Some(Bytes::from_static(b"k")),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+            headers: vec![("source_file".into(), Bytes::from_static(b"a.jsonl"))],
             timestamp_ms: 42,
         }
     }
@@ -188,7 +231,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
-        let records = vec![rec("a"), Record::new(None, b"b".to_vec())];
+        let records = vec![rec("a"), Record::new(None::<Bytes>, b"b".to_vec())];
         encode_batch(7, &records, &mut buf);
         let (h, out) = decode_batch(&buf).unwrap();
         assert_eq!(h.base_offset, 7);

@@ -654,8 +654,8 @@ pub struct EmbeddedReader {
 }
 
 enum Step {
-    /// A whole, verified batch at the current position.
-    Batch(Vec<u8>),
+    /// A whole, verified batch at the current position, with its record count.
+    Batch(Vec<u8>, codec::BatchHeader, u32),
     /// Nothing more here yet.
     End,
 }
@@ -788,7 +788,7 @@ impl EmbeddedReader {
                 .read_exact_at(&mut buf, seg.position)
                 .io("read", &seg.path)?;
             match codec::verify_batch(&buf) {
-                Ok(_) => return Ok(Step::Batch(buf)),
+                Ok((header, count)) => return Ok(Step::Batch(buf, header, count)),
                 Err(_) => {
                     // In the active segment a bad batch is the tail (torn, or still
                     // being written) unless an intact batch follows it: only then is
@@ -809,9 +809,7 @@ impl EmbeddedReader {
     fn next_batch_header(&mut self) -> Result<Option<(codec::BatchHeader, u32)>> {
         match self.step()? {
             Step::End => Ok(None),
-            Step::Batch(buf) => codec::verify_batch(&buf)
-                .map(Some)
-                .map_err(|_| Error::Config("batch changed under the reader".into())),
+            Step::Batch(_, header, count) => Ok(Some((header, count))),
         }
     }
 
@@ -830,11 +828,11 @@ impl PartitionReader for EmbeddedReader {
     fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>> {
         let mut out = Vec::new();
         while out.len() < max.max(1) {
-            let buf = match self.step()? {
+            let (buf, header, count) = match self.step()? {
                 Step::End => break,
-                Step::Batch(buf) => buf,
+                Step::Batch(buf, header, count) => (buf, header, count),
             };
-            let (header, records) = match codec::decode_batch(&buf) {
+            let (header, records) = match codec::decode_records(buf.into(), header, count) {
                 Ok(x) => x,
                 Err(e) => {
                     let detail = match e {

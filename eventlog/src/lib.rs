@@ -13,29 +13,36 @@ pub mod embedded;
 mod error;
 pub mod index;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use bytes::Bytes;
+pub use codec::KNOWN_HEADERS;
 pub use config::{PipelineConfig, partition_for};
 pub use embedded::{EmbeddedLog, EmbeddedReader};
 pub use error::{Error, Result};
 
-/// One record: an optional key, the value bytes, named headers, a timestamp.
+/// A header name: usually one of a few static names, so no allocation per record.
+pub type HeaderName = Cow<'static, str>;
+
+/// One record: an optional key, the value bytes, named headers, a timestamp. Bytes
+/// read back share the batch they were read in (no copy per record).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<(HeaderName, Bytes)>,
     /// Milliseconds since the epoch (event time where the producer knows it).
     pub timestamp_ms: i64,
 }
 
 impl Record {
-    pub fn new(key: Option<Vec<u8>>, value: Vec<u8>) -> Record {
+    pub fn new(key: Option<impl Into<Bytes>>, value: impl Into<Bytes>) -> Record {
         Record {
-            key,
-            value,
+            key: key.map(Into::into),
+            value: value.into(),
             headers: Vec::new(),
             timestamp_ms: 0,
         }
@@ -45,7 +52,7 @@ impl Record {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v.as_ref())
     }
 }
 

@@ -18,9 +18,11 @@ fn small_config() -> LogConfig {
 
 fn rec(i: u64) -> Record {
     Record {
-        key: (!i.is_multiple_of(3)).then(|| format!("k{}", i % 7).into_bytes()),
-        value: format!("value-{i}-{}", "x".repeat((i % 13) as usize)).into_bytes(),
-        headers: vec![("line_no".into(), i.to_string().into_bytes())],
+        key: (!i.is_multiple_of(3)).then(|| format!("k{}", i % 7).into_bytes().into()),
+        value: format!("value-{i}-{}", "x".repeat((i % 13) as usize))
+            .into_bytes()
+            .into(),
+        headers: vec![("line_no".into(), i.to_string().into_bytes().into())],
         timestamp_ms: i as i64,
     }
 }

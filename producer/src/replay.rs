@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eventlog::{Log, Record, partition_for};
+use eventlog::{Bytes, HeaderName, Log, Record, partition_for};
 use schemas::Source;
 use serde::{Deserialize, Serialize};
 
@@ -375,16 +375,19 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn lineage(rel: &str, line_no: u64) -> Vec<(String, Vec<u8>)> {
+fn lineage(rel: &Bytes, line_no: u64) -> Vec<(HeaderName, Bytes)> {
     vec![
-        ("source_file".to_owned(), rel.as_bytes().to_vec()),
-        ("line_no".to_owned(), line_no.to_string().into_bytes()),
+        (HeaderName::Borrowed("source_file"), rel.clone()),
+        (
+            HeaderName::Borrowed("line_no"),
+            Bytes::from(line_no.to_string().into_bytes()),
+        ),
     ]
 }
 
 /// A usage-event line as its raw record: keyed by `org_id` (by its own bytes when it
 /// has none), value unchanged.
-fn event_record(line: &[u8], rel: &str, line_no: u64, partitions: u32) -> (u32, Record) {
+fn event_record(line: &[u8], rel: &Bytes, line_no: u64, partitions: u32) -> (u32, Record) {
     let routing = schemas::event::event_routing(line);
     let key = match routing.org_id {
         Some(org) => org.as_bytes().to_vec(),
@@ -392,8 +395,8 @@ fn event_record(line: &[u8], rel: &str, line_no: u64, partitions: u32) -> (u32, 
     };
     let partition = partition_for(&key, partitions);
     let record = Record {
-        key: Some(key),
-        value: line.to_vec(),
+        key: Some(key.into()),
+        value: Bytes::copy_from_slice(line),
         headers: lineage(rel, line_no),
         timestamp_ms: routing
             .ts_micros
@@ -433,6 +436,7 @@ fn run_round<L: Log>(
     match order {
         Order::File => {
             for f in &events {
+                let rel = Bytes::copy_from_slice(f.rel.as_bytes());
                 let mut r =
                     BufReader::with_capacity(1 << 20, File::open(&f.path).io("open", &f.path)?);
                 let mut line = Vec::new();
@@ -447,7 +451,7 @@ fn run_round<L: Log>(
                     if body.is_empty() {
                         continue;
                     }
-                    let (p, rec) = event_record(body, &f.rel, line_no, partitions);
+                    let (p, rec) = event_record(body, &rel, line_no, partitions);
                     if sink.is_new(first + p as usize) {
                         pacer.pace(sink, rec.timestamp_ms)?;
                         sink.push(first + p as usize, rec)?;
@@ -507,6 +511,10 @@ fn replay_sorted<L: Log>(
         Ok(())
     })?;
     let mut sorted = sorter.finish()?;
+    let rels: Vec<Bytes> = events
+        .iter()
+        .map(|f| Bytes::copy_from_slice(f.rel.as_bytes()))
+        .collect();
     let mut open: HashMap<u32, File> = HashMap::new();
     let mut line = Vec::new();
     while let Some(e) = sorted.next_entry()? {
@@ -523,7 +531,12 @@ fn replay_sorted<L: Log>(
         line.resize(e.len as usize, 0);
         file.read_exact_at(&mut line, e.offset)
             .io("read", &f.path)?;
-        let (p, rec) = event_record(&line, &f.rel, e.line_no, opts.event_partitions);
+        let (p, rec) = event_record(
+            &line,
+            &rels[e.file as usize],
+            e.line_no,
+            opts.event_partitions,
+        );
         if sink.is_new(first + p as usize) {
             pacer.pace(sink, rec.timestamp_ms)?;
             sink.push(first + p as usize, rec)?;
@@ -585,6 +598,7 @@ fn replay_csv<L: Log>(sink: &mut Sink<'_, L>, f: &LandingFile) -> Result<()> {
                 .to_owned()
         })
         .collect();
+    let rel = Bytes::copy_from_slice(f.rel.as_bytes());
     let mut row = csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut row) {
@@ -599,9 +613,9 @@ fn replay_csv<L: Log>(sink: &mut Sink<'_, L>, f: &LandingFile) -> Result<()> {
             sink.push(
                 slot,
                 Record {
-                    key: Some(key.into_bytes()),
-                    value,
-                    headers: lineage(&f.rel, line_no),
+                    key: Some(key.into_bytes().into()),
+                    value: value.into(),
+                    headers: lineage(&rel, line_no),
                     timestamp_ms: now_ms(),
                 },
             )?;

@@ -31,11 +31,17 @@ pub fn dump(log: &EmbeddedLog) -> Dump {
                 if batch.is_empty() {
                     break;
                 }
-                v.extend(
-                    batch
-                        .into_iter()
-                        .map(|s| (s.record.key, s.record.value, s.record.headers)),
-                );
+                v.extend(batch.into_iter().map(|s| {
+                    (
+                        s.record.key.map(|k| k.to_vec()),
+                        s.record.value.to_vec(),
+                        s.record
+                            .headers
+                            .into_iter()
+                            .map(|(n, v)| (n.into_owned(), v.to_vec()))
+                            .collect(),
+                    )
+                }));
             }
             out.insert((topic.clone(), p), v);
         }
