@@ -456,7 +456,9 @@ fn run_round<L: Log>(
                         pacer.pace(sink, rec.timestamp_ms)?;
                         sink.push(first + p as usize, rec)?;
                     }
-                    progress.inc(1);
+                    if line_no.is_multiple_of(4096) {
+                        progress.inc(4096);
+                    }
                 }
             }
         }
@@ -541,7 +543,9 @@ fn replay_sorted<L: Log>(
             pacer.pace(sink, rec.timestamp_ms)?;
             sink.push(first + p as usize, rec)?;
         }
-        progress.inc(1);
+        if e.line_no.is_multiple_of(4096) {
+            progress.inc(4096);
+        }
     }
     Ok(())
 }
