@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Replay and raw-log benchmarks; prints a Markdown table for BENCHMARKS.md.
+
+Usage: scripts/bench.py [--sizes 1000000,10000000] [--runs 3] [--dir /tmp/usage-bench]
+
+For each size it generates a landing directory once (seed 1, 60 days, 80 orgs), then
+replays it into a fresh data directory `runs` times per order, with fsync every 100 ms,
+timing each run and reading its peak RSS from /usr/bin/time. A baseline measured in
+the same run: `cp` of the landing files into a fresh directory (the same bytes read
+and written once, with no parsing, framing or checksums). Medians are reported.
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+PRODUCER = os.path.join(TARGET, "release", "producer")
+LOGBENCH = os.path.join(TARGET, "release", "examples", "logbench")
+
+
+def timed(cmd, env=None):
+    """Runs cmd under /usr/bin/time; returns (seconds, peak RSS in MiB)."""
+    t = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
+    rss_kb = int(out.stderr.strip().splitlines()[-1])
+    return secs, rss_kb / 1024
+
+
+def dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", default="/tmp/usage-bench")
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "producer", "-p", "eventlog",
+                    "--bins", "--examples"], cwd=ROOT, check=True)
+    os.makedirs(args.dir, exist_ok=True)
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        landing = os.path.join(args.dir, f"landing-{size}")
+        if not os.path.isdir(landing):
+            per_day = -(-size // 60)
+            subprocess.run([PRODUCER, "generate", "--out", landing, "--orgs", "80", "--days", "60",
+                            "--events-per-day", str(per_day), "--seed", "1"], check=True,
+                           stdout=subprocess.DEVNULL)
+        mb = dir_bytes(landing) / 1e6
+        events = sum(1 for d, _, fs in os.walk(landing) for f in fs if f.endswith(".jsonl")
+                     for _ in open(os.path.join(d, f), "rb"))
+        results = {"cp": [], "file": [], "event-time": []}
+        rss = {"file": [], "event-time": []}
+        for _ in range(args.runs):
+            copy = os.path.join(args.dir, "copy")
+            shutil.rmtree(copy, ignore_errors=True)
+            results["cp"].append(timed(["cp", "-r", landing, copy])[0])
+            shutil.rmtree(copy, ignore_errors=True)
+            for order in ("file", "event-time"):
+                data = os.path.join(args.dir, "data")
+                shutil.rmtree(data, ignore_errors=True)
+                env = dict(os.environ, PIPELINE_DATA_DIR=data, PIPELINE_LOG_FSYNC="100ms",
+                           RUST_LOG="warn")
+                secs, peak = timed([PRODUCER, "replay", landing, "--order", order], env)
+                results[order].append(secs)
+                rss[order].append(peak)
+                shutil.rmtree(data, ignore_errors=True)
+        base = statistics.median(results["cp"])
+        for order in ("file", "event-time"):
+            med = statistics.median(results[order])
+            rows.append(f"| {events:,} | {order} | {med:.2f} s | {events / med:,.0f} | "
+                        f"{mb / med:,.0f} | {max(rss[order]):,.0f} MiB | {med / base:.1f}x "
+                        f"(cp {base:.2f} s) | {', '.join(f'{r:.2f}' for r in results[order])} |")
+    print("| events | order | median wall | events/s | MB/s (landing) | peak RSS | vs cp | runs |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+    lb = []
+    for _ in range(args.runs):
+        d = os.path.join(args.dir, "logbench")
+        shutil.rmtree(d, ignore_errors=True)
+        out = subprocess.run([LOGBENCH, d, "2000000", "2000", "100ms"], check=True,
+                             capture_output=True, text=True).stdout
+        lb.append(json.loads(out))
+        shutil.rmtree(d, ignore_errors=True)
+    print("| raw log, 2,000,000 records of ~375 B, batches of 2,000 | median | runs |")
+    print("|---|---|---|")
+    for k in ("append_records_per_s", "append_mb_per_s", "read_records_per_s", "read_mb_per_s"):
+        vals = [r[k] for r in lb]
+        print(f"| {k} | {statistics.median(vals):,.0f} | {', '.join(f'{v:,.0f}' for v in vals)} |")
+
+
+if __name__ == "__main__":
+    main()
