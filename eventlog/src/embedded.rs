@@ -350,6 +350,26 @@ struct PartitionWriter {
     buf: Vec<u8>,
 }
 
+/// The segment's log file, for appending (and reading back during recovery).
+fn open_segment_log(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .io("open", path)
+}
+
+/// The segment's index file, emptied: the writer (re)builds it.
+fn create_index(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .io("open", path)
+}
+
 impl PartitionWriter {
     fn open(dir: PathBuf, topic: &str, partition: u32, config: &LogConfig) -> Result<Self> {
         fs::create_dir_all(&dir).io("create directory", &dir)?;
@@ -374,20 +394,10 @@ impl PartitionWriter {
         let bases = list_segments(&dir)?;
         let base = bases.last().copied().unwrap_or(0);
         let log_path = dir.join(segment_name(base, "log"));
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&log_path)
-            .io("open", &log_path)?;
+        let log = open_segment_log(&log_path)?;
         let recovered = recover_segment(&log, &log_path, base, topic, partition, config)?;
         let index_path = dir.join(segment_name(base, "index"));
-        let mut index = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&index_path)
-            .io("open", &index_path)?;
+        let mut index = create_index(&index_path)?;
         let bytes: Vec<u8> = recovered
             .index
             .iter()
@@ -416,20 +426,8 @@ impl PartitionWriter {
     fn roll(&mut self, config: &LogConfig) -> Result<()> {
         self.sync()?;
         let base = self.next_offset;
-        let log_path = self.dir.join(segment_name(base, "log"));
-        let index_path = self.dir.join(segment_name(base, "index"));
-        self.log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&log_path)
-            .io("create", &log_path)?;
-        self.index = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&index_path)
-            .io("create", &index_path)?;
+        self.log = open_segment_log(&self.dir.join(segment_name(base, "log")))?;
+        self.index = create_index(&self.dir.join(segment_name(base, "index")))?;
         if config.fsync != FsyncPolicy::Never {
             sync_dir(&self.dir)?;
         }

@@ -48,7 +48,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) trait IoContext<T> {
+/// Attaches the operation and path to an I/O error.
+pub trait IoContext<T> {
     fn io(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
 }
 

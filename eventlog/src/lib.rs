@@ -22,7 +22,7 @@ pub use bytes::Bytes;
 pub use codec::KNOWN_HEADERS;
 pub use config::{PipelineConfig, partition_for};
 pub use embedded::{EmbeddedLog, EmbeddedReader};
-pub use error::{Error, Result};
+pub use error::{Error, IoContext, Result};
 
 /// A header name: usually one of a few static names, so no allocation per record.
 pub type HeaderName = Cow<'static, str>;

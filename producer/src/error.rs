@@ -1,34 +1,26 @@
-use std::path::PathBuf;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The log, or a file (with the operation and path).
     #[error(transparent)]
     Log(#[from] eventlog::Error),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{0}")]
     Usage(String),
     #[error("replay state {path} is unreadable: {detail}")]
-    State { path: PathBuf, detail: String },
+    State {
+        path: std::path::PathBuf,
+        detail: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Attaches the operation and path to an I/O error, as the log does.
 pub(crate) trait IoContext<T> {
-    fn io(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+    fn io(self, op: &'static str, path: impl Into<std::path::PathBuf>) -> Result<T>;
 }
 
 impl<T> IoContext<T> for std::io::Result<T> {
-    fn io(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            op,
-            path: path.into(),
-            source,
-        })
+    fn io(self, op: &'static str, path: impl Into<std::path::PathBuf>) -> Result<T> {
+        Ok(eventlog::IoContext::io(self, op, path)?)
     }
 }
