@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 demo="${1:-./demo}"
 target="${CARGO_TARGET_DIR:-target}"
 
-echo "== building (release)"
+echo "== building (release; the first build compiles RocksDB: about 30 minutes on 2 cores)"
 cargo build --release --bins --quiet
 bin="$target/release"
 
@@ -20,6 +20,9 @@ echo "== generating a landing directory: 40 orgs, 30 days, 2,000 events a day"
 
 echo "== replaying it into the raw topics of the embedded log ($PIPELINE_DATA_DIR/log)"
 "$bin/producer" replay "$demo/landing" >/dev/null
+
+echo "== processing it: rules, dedup, enrichment, windows (state in $PIPELINE_DATA_DIR/state)"
+"$bin/processor" --until-idle --metrics-addr 127.0.0.1:0
 
 echo "== what the log holds"
 "$bin/producer" topics

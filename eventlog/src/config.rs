@@ -16,6 +16,7 @@ pub struct PipelineConfig {
     pub pipeline: PipelineSection,
     pub log: LogSection,
     pub producer: ProducerSection,
+    pub processor: ProcessorSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +81,35 @@ impl Default for ProducerSection {
             batch_records: 2000,
             sort_chunk_entries: 4_000_000,
             follow_poll_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorSection {
+    /// Watermark = highest event time seen minus this many seconds.
+    pub lateness_seconds: u64,
+    /// How long, in event time, an event id is remembered for dedup.
+    pub dedup_horizon_days: u64,
+    pub poll_records: usize,
+    /// A commit every this many input records...
+    pub commit_records: usize,
+    /// ...or this many milliseconds, whichever comes first.
+    pub commit_interval_ms: u64,
+    /// The Prometheus endpoint (loopback unless configured otherwise).
+    pub metrics_addr: String,
+}
+
+impl Default for ProcessorSection {
+    fn default() -> Self {
+        ProcessorSection {
+            lateness_seconds: 600,
+            dedup_horizon_days: 90,
+            poll_records: 5_000,
+            commit_records: 50_000,
+            commit_interval_ms: 10,
+            metrics_addr: "127.0.0.1:9101".into(),
         }
     }
 }

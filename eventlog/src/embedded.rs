@@ -332,6 +332,12 @@ impl Log for EmbeddedLog {
         }
         Ok(())
     }
+
+    fn truncate(&self, topic: &str, partition: u32, end: u64) -> Result<()> {
+        let w = self.writer(topic, partition)?;
+        let mut w = lock(&w);
+        w.truncate(end, &self.config)
+    }
 }
 
 /// The one writer of a partition.
@@ -485,6 +491,94 @@ impl PartitionWriter {
             self.sync()?;
         }
         Ok(base)
+    }
+
+    fn truncate(&mut self, end: u64, config: &LogConfig) -> Result<()> {
+        if end == self.next_offset {
+            return Ok(());
+        }
+        if end > self.next_offset {
+            return Err(Error::Config(format!(
+                "cannot truncate {}/{} to {end}: it ends at {}",
+                self.topic, self.partition, self.next_offset
+            )));
+        }
+        let bases = list_segments(&self.dir)?;
+        let keep = bases
+            .iter()
+            .copied()
+            .filter(|b| *b <= end)
+            .max()
+            .unwrap_or(0);
+        // Find the byte where offset `end` starts in the segment that holds it.
+        let log_path = self.dir.join(segment_name(keep, "log"));
+        let file = open_segment_log(&log_path)?;
+        let len = file.metadata().io("stat", &log_path)?.len();
+        let mut bytes = vec![0u8; len as usize];
+        file.read_exact_at(&mut bytes, 0).io("read", &log_path)?;
+        let mut pos = 0usize;
+        let mut next = keep;
+        let mut entries: Vec<IndexEntry> = Vec::new();
+        while next < end {
+            let (h, count) = codec::verify_batch(&bytes[pos..]).map_err(|_| {
+                Error::Config(format!(
+                    "cannot truncate {}/{} to {end}: unreadable batch at byte {pos}",
+                    self.topic, self.partition
+                ))
+            })?;
+            if entries
+                .last()
+                .is_none_or(|e| (pos as u64) - e.position >= config.index_interval_bytes)
+            {
+                entries.push(IndexEntry {
+                    relative_offset: (next - keep) as u32,
+                    position: pos as u64,
+                });
+            }
+            next = h.base_offset + u64::from(count);
+            pos += h.total_len;
+        }
+        if next != end {
+            return Err(Error::Config(format!(
+                "cannot truncate {}/{} to {end}: not a batch boundary",
+                self.topic, self.partition
+            )));
+        }
+        for base in bases.iter().copied().filter(|b| *b > keep) {
+            for ext in ["log", "index"] {
+                let p = self.dir.join(segment_name(base, ext));
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).io("remove", p),
+                }
+            }
+        }
+        file.set_len(pos as u64).io("truncate", &log_path)?;
+        file.sync_all().io("fsync", &log_path)?;
+        let index_path = self.dir.join(segment_name(keep, "index"));
+        let mut index = create_index(&index_path)?;
+        let encoded: Vec<u8> = entries
+            .iter()
+            .flat_map(|e| index::encode_entry(*e))
+            .collect();
+        index.write_all(&encoded).io("write", &index_path)?;
+        sync_dir(&self.dir)?;
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.partition,
+            from = end,
+            to = self.next_offset,
+            "truncated uncommitted records"
+        );
+        self.log = file;
+        self.index = index;
+        self.segment_base = keep;
+        self.size = pos as u64;
+        self.next_offset = end;
+        self.last_index_position = entries.last().map(|e| e.position);
+        self.dirty = false;
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {

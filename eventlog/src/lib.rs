@@ -158,6 +158,11 @@ pub trait Log: Send + Sync {
 
     /// Forces everything appended so far to disk.
     fn flush(&self) -> Result<()>;
+
+    /// Removes the records at offsets `end` and beyond, which must start a batch: how
+    /// a writer discards what it appended but never committed. Readers must not have
+    /// been given those records (they read up to committed positions).
+    fn truncate(&self, topic: &str, partition: u32, end: u64) -> Result<()>;
 }
 
 /// Reads one partition in offset order.
@@ -271,6 +276,11 @@ impl Log for AnyLog {
     fn flush(&self) -> Result<()> {
         match self {
             AnyLog::Embedded(l) => l.flush(),
+        }
+    }
+    fn truncate(&self, topic: &str, partition: u32, end: u64) -> Result<()> {
+        match self {
+            AnyLog::Embedded(l) => l.truncate(topic, partition, end),
         }
     }
 }

@@ -200,6 +200,32 @@ fn segments_roll_and_reads_cross_them() {
 }
 
 #[test]
+fn truncate_drops_whole_batches_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+    log.ensure_topic("t", 1).unwrap();
+    for i in 0..40 {
+        log.append("t", 0, &[rec(2 * i), rec(2 * i + 1)]).unwrap();
+    }
+    assert!(segment_files(&dir.path().join("t/0")).len() > 3);
+    assert!(log.truncate("t", 0, 31).is_err(), "31 is inside a batch");
+    assert!(log.truncate("t", 0, 81).is_err(), "beyond the end");
+    log.truncate("t", 0, 30).unwrap();
+    assert_eq!(log.end_offset("t", 0).unwrap(), 30);
+    assert_eq!(log.append("t", 0, &[rec(1000)]).unwrap(), 30);
+    let got = read_all(&log, "t", 0, 0);
+    assert_eq!(got.len(), 31);
+    assert_eq!(got[29].1, rec(29));
+    assert_eq!(got[30].1, rec(1000));
+    drop(log);
+    let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.end_offset("t", 0).unwrap(), 31);
+    log.truncate("t", 0, 0).unwrap();
+    assert_eq!(read_all(&log, "t", 0, 0).len(), 0);
+    assert_eq!(log.append("t", 0, &[rec(5)]).unwrap(), 0);
+}
+
+#[test]
 fn committed_offsets_per_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();

@@ -209,6 +209,9 @@ impl Log for FailingLog<'_> {
     fn flush(&self) -> eventlog::Result<()> {
         self.inner.flush()
     }
+    fn truncate(&self, t: &str, p: u32, end: u64) -> eventlog::Result<()> {
+        self.inner.truncate(t, p, end)
+    }
 }
 
 #[test]

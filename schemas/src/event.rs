@@ -33,7 +33,7 @@ pub struct BronzeEvent {
 
 /// Flags on a kept event. `cost_spike` is set only by the batch path, which alone sees
 /// the whole history (see [`crate::stats::is_cost_spike`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventFlags {
     pub unit_imputed: bool,
     pub cost_negative: bool,
@@ -63,7 +63,7 @@ impl EventFlags {
 }
 
 /// A kept event, conformed and enriched (the grain of `silver/usage_events`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SilverEvent {
     pub event_id: String,
     pub ts_micros: i64,

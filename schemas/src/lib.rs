@@ -15,6 +15,7 @@ pub mod event;
 pub mod master;
 pub mod reason;
 pub mod source;
+pub mod speed;
 pub mod stats;
 pub mod time;
 

@@ -1,0 +1,835 @@
+//! The processing loop: master data, then events partition by partition; windows on
+//! the watermark; one atomic commit per batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use eventlog::{Bytes, HeaderName, Log, PartitionReader, Record, StoredRecord};
+use schemas::event::{parse_event, validate_event};
+use schemas::master::apply_master_rules;
+use schemas::speed::{
+    DailyMessage, LateMessage, Lineage, SilverMessage, UsageTotals, WINDOW_MICROS, WindowMessage,
+    window_starts,
+};
+use schemas::{MasterTables, Outcome, Reason, SeenKeys, Source};
+
+use crate::metrics::Metrics;
+use crate::state::{
+    self, CF_DAILY, CF_DEDUP, CF_MASTER, CF_WINDOWS, Seen, State, decode_totals, encode_totals,
+    group_key,
+};
+use crate::{
+    COMMITTED_OUTPUTS, DAILY_TOPIC, Error, LATE_TOPIC, QUARANTINE_TOPIC, Result, SILVER_TOPIC,
+    WINDOWS_TOPIC,
+};
+
+/// Where the processor starts reading the event partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromOffset {
+    /// Rebuild everything (master data too) from offset 0.
+    Earliest,
+    /// Skip to the end: only records appended from now on.
+    Latest,
+    /// Where the last commit left off (the default).
+    Committed,
+    /// This offset in every event partition. Before the committed offset, the
+    /// partition's state and outputs are rebuilt (deterministically, from 0).
+    At(u64),
+}
+
+impl std::str::FromStr for FromOffset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "earliest" => Ok(FromOffset::Earliest),
+            "latest" => Ok(FromOffset::Latest),
+            "committed" => Ok(FromOffset::Committed),
+            n => n.parse().map(FromOffset::At).map_err(|_| {
+                Error::Config(format!(
+                    "--from-offset {n:?}: expected earliest, latest, committed or a number"
+                ))
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub event_partitions: u32,
+    /// Watermark = highest kept event time − this.
+    pub lateness_micros: i64,
+    /// Dedup keeps event ids this long in event time.
+    pub dedup_horizon_micros: i64,
+    /// Records read from one input partition at a time.
+    pub poll_records: usize,
+    /// A commit once this many input records are processed...
+    pub commit_records: usize,
+    /// ...or this much time has passed with records pending.
+    pub commit_interval: Duration,
+    pub from: FromOffset,
+    pub until_idle: bool,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            event_partitions: 4,
+            lateness_micros: 10 * 60 * 1_000_000,
+            dedup_horizon_micros: 90 * 86_400 * 1_000_000,
+            poll_records: 5_000,
+            commit_records: 50_000,
+            commit_interval: Duration::from_millis(10),
+            from: FromOffset::Committed,
+            until_idle: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub records_in: u64,
+    pub commits: u64,
+}
+
+type WindowKey = (i64, String, String);
+/// A put (`Some`) or delete (`None`) of a key in a column family.
+type StateChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
+type DayKey = (i32, String, String);
+
+struct Partition<R> {
+    p: u32,
+    reader: R,
+    /// Highest kept event time seen.
+    max_ts: Option<i64>,
+    /// Open (not yet final) windows.
+    windows: BTreeMap<WindowKey, UsageTotals>,
+    dirty_windows: HashSet<WindowKey>,
+    closed_windows: Vec<WindowKey>,
+    days: HashMap<DayKey, UsageTotals>,
+}
+
+impl<R> Partition<R> {
+    fn watermark(&self, lateness: i64) -> i64 {
+        self.max_ts.map_or(i64::MIN, |t| t.saturating_sub(lateness))
+    }
+}
+
+const OUTPUT_TOPICS: [&str; 5] = [
+    SILVER_TOPIC,
+    QUARANTINE_TOPIC,
+    WINDOWS_TOPIC,
+    DAILY_TOPIC,
+    LATE_TOPIC,
+];
+
+pub struct Processor<'a, L: Log> {
+    log: &'a L,
+    state: State,
+    cfg: ProcessorConfig,
+    metrics: Metrics,
+    master: MasterTables,
+    master_readers: Vec<(Source, L::Reader)>,
+    parts: Vec<Partition<L::Reader>>,
+    /// Output records of the open batch, per (topic, partition).
+    outputs: BTreeMap<(&'static str, u32), Vec<Record>>,
+    dedup: HashMap<String, Seen>,
+    master_rows: HashMap<Vec<u8>, Bytes>,
+    pending: usize,
+    local: crate::metrics::Snapshot,
+}
+
+struct DedupView<'s> {
+    state: &'s State,
+    overlay: &'s mut HashMap<String, Seen>,
+    here: Seen,
+    floor: i64,
+    error: Option<Error>,
+}
+
+impl SeenKeys for DedupView<'_> {
+    fn insert(&mut self, key: &str) -> bool {
+        let earlier = match self.overlay.get(key) {
+            Some(s) => Some(*s),
+            None => match self.state.get(CF_DEDUP, key.as_bytes()) {
+                Ok(v) => v.and_then(|v| Seen::decode(&v)),
+                Err(e) => {
+                    self.error = Some(e);
+                    None
+                }
+            },
+        };
+        match earlier {
+            // The same log position again: a replay, not a duplicate.
+            Some(s) if s.partition == self.here.partition && s.offset == self.here.offset => true,
+            Some(s) if s.ts_micros >= self.floor => false,
+            _ => {
+                self.overlay.insert(key.to_owned(), self.here);
+                true
+            }
+        }
+    }
+}
+
+struct MasterSeen<'s> {
+    state: &'s State,
+    overlay: &'s mut HashMap<Vec<u8>, Bytes>,
+    source: Source,
+    row: Bytes,
+    error: Option<Error>,
+}
+
+fn master_key(source: Source, natural_key: &str) -> Vec<u8> {
+    format!("{}/{natural_key}", source.name()).into_bytes()
+}
+
+impl SeenKeys for MasterSeen<'_> {
+    fn insert(&mut self, key: &str) -> bool {
+        let k = master_key(self.source, key);
+        if self.overlay.contains_key(&k) {
+            return false;
+        }
+        match self.state.get(CF_MASTER, &k) {
+            Ok(Some(_)) => false,
+            Ok(None) => {
+                self.overlay.insert(k, self.row.clone());
+                true
+            }
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+}
+
+fn in_key(topic: &str, p: u32) -> String {
+    format!("in/{topic}/{p}")
+}
+
+fn out_key(topic: &str, p: u32) -> String {
+    format!("out/{topic}/{p}")
+}
+
+fn header<'r>(rec: &'r Record, name: &str) -> Option<&'r [u8]> {
+    rec.header(name)
+}
+
+fn lineage(rec: &StoredRecord, topic: &str, p: u32) -> Lineage {
+    Lineage {
+        source_file: header(&rec.record, "source_file")
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+        line_no: header(&rec.record, "line_no")
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok()),
+        topic: topic.to_owned(),
+        partition: p,
+        offset: rec.offset,
+        ingest_ms: rec.record.timestamp_ms,
+    }
+}
+
+fn json_record(key: &str, value: &impl serde::Serialize, ts_ms: i64) -> Result<Record> {
+    let value = serde_json::to_vec(value).map_err(|e| Error::Config(format!("encode: {e}")))?;
+    Ok(Record {
+        key: Some(Bytes::copy_from_slice(key.as_bytes())),
+        value: value.into(),
+        headers: Vec::new(),
+        timestamp_ms: ts_ms,
+    })
+}
+
+fn quarantine_record(
+    rec: &StoredRecord,
+    source: Source,
+    reason: Reason,
+    topic: &str,
+    p: u32,
+) -> Record {
+    let mut headers: Vec<(HeaderName, Bytes)> = vec![
+        (
+            "source".into(),
+            Bytes::from_static(source.name().as_bytes()),
+        ),
+        (
+            "reason".into(),
+            Bytes::from_static(reason.code().as_bytes()),
+        ),
+        (
+            "stage".into(),
+            Bytes::from_static(reason.stage().as_str().as_bytes()),
+        ),
+        ("raw_topic".into(), Bytes::copy_from_slice(topic.as_bytes())),
+        (
+            "raw_partition".into(),
+            Bytes::from(p.to_string().into_bytes()),
+        ),
+        (
+            "raw_offset".into(),
+            Bytes::from(rec.offset.to_string().into_bytes()),
+        ),
+    ];
+    for name in ["source_file", "line_no"] {
+        if let Some(v) = header(&rec.record, name) {
+            headers.push((name.into(), Bytes::copy_from_slice(v)));
+        }
+    }
+    Record {
+        key: Some(Bytes::from_static(source.name().as_bytes())),
+        value: rec.record.value.clone(),
+        headers,
+        timestamp_ms: rec.record.timestamp_ms,
+    }
+}
+
+impl<'a, L: Log> Processor<'a, L> {
+    /// Opens the state, discards outputs a crash left uncommitted, and positions the
+    /// readers as `cfg.from` says.
+    pub fn open(log: &'a L, state: State, cfg: ProcessorConfig, metrics: Metrics) -> Result<Self> {
+        let n = cfg.event_partitions;
+        let events_topic = Source::UsageEvents.raw_topic();
+        log.ensure_topic(&events_topic, n)?;
+        let actual = log.partitions(&events_topic)?.unwrap_or(n);
+        if actual != n {
+            return Err(Error::Config(format!(
+                "{events_topic} has {actual} partitions but the config says {n}"
+            )));
+        }
+        for source in Source::MASTER {
+            log.ensure_topic(&source.raw_topic(), 1)?;
+        }
+        for topic in OUTPUT_TOPICS {
+            let parts = if topic == QUARANTINE_TOPIC { n + 1 } else { n };
+            log.ensure_topic(topic, parts)?;
+        }
+        let mut me = Processor {
+            log,
+            state,
+            cfg,
+            metrics,
+            master: MasterTables::default(),
+            master_readers: Vec::new(),
+            parts: Vec::new(),
+            outputs: BTreeMap::new(),
+            dedup: HashMap::new(),
+            master_rows: HashMap::new(),
+            pending: 0,
+            local: Default::default(),
+        };
+        me.discard_uncommitted_outputs()?;
+        if me.cfg.from == FromOffset::Earliest {
+            me.reset_master()?;
+        }
+        me.load_master()?;
+        for source in Source::MASTER {
+            let topic = source.raw_topic();
+            let from = me.state.get_u64(&in_key(&topic, 0))?.unwrap_or(0);
+            me.master_readers
+                .push((source, log.reader(&topic, 0, from)?));
+        }
+        for p in 0..n {
+            let committed = me.state.get_u64(&in_key(&events_topic, p))?.unwrap_or(0);
+            let end = log.end_offset(&events_topic, p)?;
+            let from = match me.cfg.from {
+                FromOffset::Committed => committed,
+                FromOffset::Latest => end.max(committed),
+                FromOffset::Earliest => {
+                    me.reset_partition(p)?;
+                    0
+                }
+                FromOffset::At(n) if n < committed => {
+                    me.reset_partition(p)?;
+                    0
+                }
+                FromOffset::At(n) => n.min(end),
+            };
+            let mut windows = BTreeMap::new();
+            for (k, v) in me.state.scan_prefix(CF_WINDOWS, &p.to_be_bytes())? {
+                if let (Some((_, start, org, service)), Some(t)) =
+                    (state::parse_group_key(&k), decode_totals(&v))
+                {
+                    windows.insert((start, org, service), t);
+                }
+            }
+            let max_ts = me.state.get_i64(&format!("maxts/{p}"))?;
+            me.parts.push(Partition {
+                p,
+                reader: log.reader(&events_topic, p, from)?,
+                max_ts,
+                windows,
+                dirty_windows: HashSet::new(),
+                closed_windows: Vec::new(),
+                days: HashMap::new(),
+            });
+        }
+        Ok(me)
+    }
+
+    /// Outputs beyond the committed positions were appended by a run that crashed
+    /// before its commit: the restart recomputes them, so they go.
+    fn discard_uncommitted_outputs(&mut self) -> Result<()> {
+        for topic in OUTPUT_TOPICS {
+            let parts = self.log.partitions(topic)?.unwrap_or(0);
+            for p in 0..parts {
+                let committed = self.state.get_u64(&out_key(topic, p))?.unwrap_or(0);
+                let end = self.log.end_offset(topic, p)?;
+                if end > committed {
+                    tracing::warn!(
+                        topic,
+                        partition = p,
+                        committed,
+                        end,
+                        "discarding {} uncommitted output records",
+                        end - committed
+                    );
+                    self.log.truncate(topic, p, committed)?;
+                } else if end < committed {
+                    return Err(Error::State(format!(
+                        "{topic}/{p} ends at {end} but {committed} records were committed: the log lost committed output"
+                    )));
+                }
+            }
+        }
+        self.publish_committed()?;
+        Ok(())
+    }
+
+    fn publish_committed(&self) -> Result<()> {
+        let mut offsets = Vec::new();
+        for topic in OUTPUT_TOPICS {
+            let parts = self.log.partitions(topic)?.unwrap_or(0);
+            for p in 0..parts {
+                offsets.push((topic, p, self.log.end_offset(topic, p)?));
+            }
+        }
+        self.log.commit(COMMITTED_OUTPUTS, &offsets)?;
+        Ok(())
+    }
+
+    /// Forgets a partition's state and outputs, to rebuild them from offset 0.
+    fn reset_partition(&mut self, p: u32) -> Result<()> {
+        tracing::info!(partition = p, "rebuilding the partition from offset 0");
+        self.state.delete_prefix(CF_WINDOWS, &p.to_be_bytes())?;
+        self.state.delete_prefix(CF_DAILY, &p.to_be_bytes())?;
+        let mut b = self.state.batch();
+        for (k, v) in self.state.scan_prefix(CF_DEDUP, b"")? {
+            if Seen::decode(&v).is_some_and(|s| s.partition == p) {
+                b.delete(CF_DEDUP, &k)?;
+            }
+        }
+        b.delete(state::CF_META, format!("maxts/{p}").as_bytes())?;
+        b.put_u64(&in_key(&Source::UsageEvents.raw_topic(), p), 0)?;
+        for topic in OUTPUT_TOPICS {
+            b.put_u64(&out_key(topic, p), 0)?;
+        }
+        b.commit()?;
+        for topic in OUTPUT_TOPICS {
+            self.log.truncate(topic, p, 0)?;
+        }
+        Ok(())
+    }
+
+    fn reset_master(&mut self) -> Result<()> {
+        self.state.delete_prefix(CF_MASTER, b"")?;
+        let mq = self.cfg.event_partitions;
+        let mut b = self.state.batch();
+        for source in Source::MASTER {
+            b.put_u64(&in_key(&source.raw_topic(), 0), 0)?;
+        }
+        b.put_u64(&out_key(QUARANTINE_TOPIC, mq), 0)?;
+        b.commit()?;
+        self.log.truncate(QUARANTINE_TOPIC, mq, 0)?;
+        Ok(())
+    }
+
+    fn load_master(&mut self) -> Result<()> {
+        for source in [Source::CustomersOrgs, Source::Resources] {
+            let prefix = format!("{}/", source.name());
+            for (_, row) in self.state.scan_prefix(CF_MASTER, prefix.as_bytes())? {
+                if let Ok(record) = schemas::parse_master(source, &row) {
+                    self.master.absorb(&record);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn out(&mut self, topic: &'static str, p: u32, record: Record) {
+        self.outputs.entry((topic, p)).or_default().push(record);
+    }
+
+    fn on_master(&mut self, source: Source, rec: StoredRecord) -> Result<()> {
+        let topic = source.raw_topic();
+        *self.local.records_in.entry(topic.clone()).or_default() += 1;
+        let mut seen = MasterSeen {
+            state: &self.state,
+            overlay: &mut self.master_rows,
+            source,
+            row: rec.record.value.clone(),
+            error: None,
+        };
+        let outcome = apply_master_rules(source, &rec.record.value, &self.master, &mut seen);
+        if let Some(e) = seen.error {
+            return Err(e);
+        }
+        match outcome {
+            Outcome::Kept { record, .. } => self.master.absorb(&record),
+            Outcome::Quarantined { reason } => {
+                *self
+                    .local
+                    .quarantined
+                    .entry(reason.code().into())
+                    .or_default() += 1;
+                let q = quarantine_record(&rec, source, reason, &topic, 0);
+                self.out(QUARANTINE_TOPIC, self.cfg.event_partitions, q);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, i: usize, rec: StoredRecord) -> Result<()> {
+        let lateness = self.cfg.lateness_micros;
+        let p = self.parts[i].p;
+        let topic = Source::UsageEvents.raw_topic();
+        *self.local.records_in.entry(topic.clone()).or_default() += 1;
+        let outcome = match parse_event(&rec.record.value) {
+            Err(reason) => Outcome::Quarantined { reason },
+            Ok(event) => {
+                let wm = self.parts[i].watermark(lateness);
+                let mut seen = DedupView {
+                    state: &self.state,
+                    overlay: &mut self.dedup,
+                    here: Seen {
+                        partition: p,
+                        offset: rec.offset,
+                        ts_micros: event.ts_micros,
+                    },
+                    floor: wm.saturating_sub(self.cfg.dedup_horizon_micros),
+                    error: None,
+                };
+                let outcome = validate_event(event, &self.master, &mut seen);
+                if let Some(e) = seen.error {
+                    return Err(e);
+                }
+                outcome
+            }
+        };
+        let (event, flags) = match outcome {
+            Outcome::Quarantined { reason } => {
+                *self
+                    .local
+                    .quarantined
+                    .entry(reason.code().into())
+                    .or_default() += 1;
+                if reason == Reason::Duplicate {
+                    self.local.dedup_hits += 1;
+                }
+                let q = quarantine_record(&rec, Source::UsageEvents, reason, &topic, p);
+                self.out(QUARANTINE_TOPIC, p, q);
+                return Ok(());
+            }
+            Outcome::Kept { record, flags } => (record, flags),
+        };
+        let ts_ms = event.ts_micros.div_euclid(1000);
+        // Daily totals: read through the state once per batch and key.
+        let day: DayKey = (
+            event.usage_date,
+            event.org_id.clone(),
+            event.service.clone(),
+        );
+        if !self.parts[i].days.contains_key(&day) {
+            let k = group_key(p, i64::from(day.0), &day.1, &day.2);
+            let t = self
+                .state
+                .get(CF_DAILY, &k)?
+                .and_then(|v| decode_totals(&v))
+                .unwrap_or_default();
+            self.parts[i].days.insert(day.clone(), t);
+        }
+        if let Some(t) = self.parts[i].days.get_mut(&day) {
+            t.add(&event, &flags);
+        }
+        // Windows: update the ones not final yet; late if one of them is final.
+        let part = &mut self.parts[i];
+        let wm = part.watermark(lateness);
+        let starts = window_starts(event.ts_micros);
+        let late = starts[0] + WINDOW_MICROS <= wm;
+        for s in starts {
+            if s + WINDOW_MICROS > wm {
+                let key = (s, event.org_id.clone(), event.service.clone());
+                part.windows
+                    .entry(key.clone())
+                    .or_default()
+                    .add(&event, &flags);
+                part.dirty_windows.insert(key);
+            }
+        }
+        part.max_ts = Some(
+            part.max_ts
+                .map_or(event.ts_micros, |m| m.max(event.ts_micros)),
+        );
+        if late {
+            self.local.late_events += 1;
+            let msg = LateMessage {
+                event_id: event.event_id.clone(),
+                org_id: event.org_id.clone(),
+                event_time: event.ts_micros,
+                watermark: wm,
+                partition: p,
+                offset: rec.offset,
+            };
+            let r = json_record(&event.org_id, &msg, ts_ms)?;
+            self.out(LATE_TOPIC, p, r);
+        }
+        let org = event.org_id.clone();
+        let msg = SilverMessage {
+            event,
+            flags,
+            lineage: lineage(&rec, &topic, p),
+        };
+        let r = json_record(&org, &msg, ts_ms)?;
+        self.out(SILVER_TOPIC, p, r);
+        self.on_watermark(i, false)
+    }
+
+    /// Emits every window of partition `i` that the watermark has passed (all of
+    /// them when `flush`), once, final.
+    fn on_watermark(&mut self, i: usize, flush: bool) -> Result<()> {
+        let wm = self.parts[i].watermark(self.cfg.lateness_micros);
+        let p = self.parts[i].p;
+        loop {
+            let part = &mut self.parts[i];
+            let Some(((start, _, _), _)) = part.windows.first_key_value() else {
+                break;
+            };
+            if !flush && start + WINDOW_MICROS > wm {
+                break;
+            }
+            let Some(((start, org, service), totals)) = part.windows.pop_first() else {
+                break;
+            };
+            let key = (start, org.clone(), service.clone());
+            part.dirty_windows.remove(&key);
+            part.closed_windows.push(key);
+            let msg = WindowMessage {
+                org_id: org.clone(),
+                service,
+                window_start: start,
+                window_end: start + WINDOW_MICROS,
+                totals,
+            };
+            let r = json_record(&org, &msg, (start + WINDOW_MICROS) / 1000)?;
+            self.out(WINDOWS_TOPIC, p, r);
+        }
+        Ok(())
+    }
+
+    /// Reads what is available once: master topics to their end, then up to
+    /// `poll_records` from each event partition. Returns the records processed.
+    pub fn step(&mut self) -> Result<usize> {
+        let mut n = 0;
+        for m in 0..self.master_readers.len() {
+            loop {
+                let batch = self.master_readers[m].1.poll(self.cfg.poll_records)?;
+                if batch.is_empty() {
+                    break;
+                }
+                let source = self.master_readers[m].0;
+                for rec in batch {
+                    n += 1;
+                    self.on_master(source, rec)?;
+                }
+            }
+        }
+        for i in 0..self.parts.len() {
+            let batch = self.parts[i].reader.poll(self.cfg.poll_records)?;
+            for rec in batch {
+                n += 1;
+                self.on_event(i, rec)?;
+            }
+        }
+        self.pending += n;
+        Ok(n)
+    }
+
+    /// Makes the open batch's effects durable, all at once: outputs appended and
+    /// fsynced, then one synced RocksDB write of state, input offsets and output
+    /// positions.
+    pub fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let mut daily_out = Vec::new();
+        let mut batch_state: Vec<StateChange> = Vec::new();
+        for part in &mut self.parts {
+            for (key, totals) in part.days.drain() {
+                let (date, org, service) = key;
+                batch_state.push((
+                    CF_DAILY,
+                    group_key(part.p, i64::from(date), &org, &service),
+                    Some(encode_totals(&totals).to_vec()),
+                ));
+                let o = self.master.orgs.get(&org);
+                let msg = DailyMessage {
+                    org_id: org.clone(),
+                    usage_date: date,
+                    service,
+                    org_name: o.map(|o| o.org_name.clone()).unwrap_or_default(),
+                    industry: o.map(|o| o.industry.clone()).unwrap_or_default(),
+                    plan_tier: o.map(|o| o.plan_tier.clone()).unwrap_or_default(),
+                    totals,
+                };
+                daily_out.push((part.p, org, msg));
+            }
+            for key in part.dirty_windows.drain() {
+                if let Some(t) = part.windows.get(&key) {
+                    batch_state.push((
+                        CF_WINDOWS,
+                        group_key(part.p, key.0, &key.1, &key.2),
+                        Some(encode_totals(t).to_vec()),
+                    ));
+                }
+            }
+            for key in part.closed_windows.drain(..) {
+                batch_state.push((CF_WINDOWS, group_key(part.p, key.0, &key.1, &key.2), None));
+            }
+        }
+        // Daily upserts in a stable order, so a rebuild writes the same records.
+        daily_out.sort_by(|a, b| {
+            (a.0, &a.2.org_id, a.2.usage_date, &a.2.service).cmp(&(
+                b.0,
+                &b.2.org_id,
+                b.2.usage_date,
+                &b.2.service,
+            ))
+        });
+        for (p, org, msg) in daily_out {
+            let r = json_record(&org, &msg, i64::from(msg.usage_date) * 86_400_000)?;
+            self.out(DAILY_TOPIC, p, r);
+        }
+        for ((topic, p), records) in std::mem::take(&mut self.outputs) {
+            if !records.is_empty() {
+                self.log.append(topic, p, &records)?;
+                *self.local.records_out.entry(topic.to_owned()).or_default() +=
+                    records.len() as u64;
+            }
+        }
+        self.log.flush()?;
+        let mut b = self.state.batch();
+        for (cf, k, v) in batch_state {
+            match v {
+                Some(v) => b.put(cf, &k, &v)?,
+                None => b.delete(cf, &k)?,
+            }
+        }
+        for (id, seen) in self.dedup.drain() {
+            b.put(CF_DEDUP, id.as_bytes(), &seen.encode())?;
+        }
+        for (k, row) in self.master_rows.drain() {
+            b.put(CF_MASTER, &k, &row)?;
+        }
+        for (source, reader) in &self.master_readers {
+            b.put_u64(&in_key(&source.raw_topic(), 0), reader.position())?;
+        }
+        let events_topic = Source::UsageEvents.raw_topic();
+        let mut min_wm = i64::MAX;
+        for part in &self.parts {
+            b.put_u64(&in_key(&events_topic, part.p), part.reader.position())?;
+            if let Some(t) = part.max_ts {
+                b.put_i64(&format!("maxts/{}", part.p), t)?;
+            }
+            min_wm = min_wm.min(part.watermark(self.cfg.lateness_micros));
+        }
+        for topic in OUTPUT_TOPICS {
+            let parts = self.log.partitions(topic)?.unwrap_or(0);
+            for p in 0..parts {
+                b.put_u64(&out_key(topic, p), self.log.end_offset(topic, p)?)?;
+            }
+        }
+        b.commit()?;
+        if min_wm > i64::MIN {
+            self.state
+                .expire_dedup_before(min_wm.saturating_sub(self.cfg.dedup_horizon_micros));
+        }
+        self.publish_committed()?;
+        let secs = started.elapsed().as_secs_f64();
+        self.pending = 0;
+        self.local.commits += 1;
+        self.local.commit_seconds_sum += secs;
+        self.local.commit_seconds_last = secs;
+        self.publish_metrics()?;
+        Ok(())
+    }
+
+    fn publish_metrics(&mut self) -> Result<()> {
+        let mut lag = BTreeMap::new();
+        let mut wms = BTreeMap::new();
+        let topic = Source::UsageEvents.raw_topic();
+        for part in &self.parts {
+            let end = self.log.end_offset(&topic, part.p)?;
+            lag.insert(part.p, end.saturating_sub(part.reader.position()));
+            if let Some(t) = part.max_ts {
+                wms.insert(part.p, (t - self.cfg.lateness_micros) as f64 / 1e6);
+            }
+        }
+        let local = std::mem::take(&mut self.local);
+        let state_bytes = self.state.size_bytes();
+        self.metrics.update(|m| {
+            for (k, v) in local.records_in {
+                *m.records_in.entry(k).or_default() += v;
+            }
+            for (k, v) in local.records_out {
+                *m.records_out.entry(k).or_default() += v;
+            }
+            for (k, v) in local.quarantined {
+                *m.quarantined.entry(k).or_default() += v;
+            }
+            m.dedup_hits += local.dedup_hits;
+            m.late_events += local.late_events;
+            m.commits += local.commits;
+            m.commit_seconds_sum += local.commit_seconds_sum;
+            m.commit_seconds_last = local.commit_seconds_last;
+            m.lag_records = lag;
+            m.watermark_seconds = wms;
+            m.state_bytes = state_bytes;
+        });
+        Ok(())
+    }
+
+    /// Emits every open window as final (the end of input).
+    pub fn flush_windows(&mut self) -> Result<()> {
+        for i in 0..self.parts.len() {
+            self.on_watermark(i, true)?;
+        }
+        Ok(())
+    }
+
+    /// Runs until idle (with `until_idle`) or forever, committing as configured.
+    pub fn run(&mut self) -> Result<RunReport> {
+        let mut report = RunReport::default();
+        let mut last_commit = Instant::now();
+        loop {
+            let n = self.step()?;
+            report.records_in += n as u64;
+            let due = self.pending >= self.cfg.commit_records
+                || (self.pending > 0 && last_commit.elapsed() >= self.cfg.commit_interval);
+            if n > 0 && !due {
+                continue;
+            }
+            if self.pending > 0 || !self.outputs.is_empty() {
+                self.commit()?;
+                report.commits += 1;
+                last_commit = Instant::now();
+            }
+            if n > 0 {
+                continue;
+            }
+            if self.cfg.until_idle {
+                self.flush_windows()?;
+                self.commit()?;
+                report.commits += 1;
+                return Ok(report);
+            }
+            if let Some(part) = self.parts.first_mut() {
+                part.reader.wait(Duration::from_millis(20))?;
+            }
+        }
+    }
+}

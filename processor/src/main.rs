@@ -1,0 +1,78 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use eventlog::PipelineConfig;
+use processor::metrics::Metrics;
+use processor::state::State;
+use processor::{FromOffset, Processor, ProcessorConfig};
+
+/// Raw topics -> silver.usage_events, quarantine and the speed views.
+#[derive(Parser)]
+#[command(name = "processor", version)]
+struct Cli {
+    /// The pipeline config file (default config/pipeline.toml, if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// earliest | latest | committed | <offset>
+    #[arg(long, default_value = "committed")]
+    from_offset: String,
+    /// Stop once caught up (flushing the open windows) instead of following.
+    #[arg(long)]
+    until_idle: bool,
+    /// Prometheus text endpoint, e.g. 127.0.0.1:9101 (default from the config).
+    #[arg(long)]
+    metrics_addr: Option<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(cli.config.as_deref())?;
+    let from: FromOffset = cli.from_offset.parse()?;
+    let pc = &config.processor;
+    let cfg = ProcessorConfig {
+        event_partitions: config.log.event_partitions,
+        lateness_micros: pc.lateness_seconds as i64 * 1_000_000,
+        dedup_horizon_micros: pc.dedup_horizon_days as i64 * 86_400 * 1_000_000,
+        poll_records: pc.poll_records.max(1),
+        commit_records: pc.commit_records.max(1),
+        commit_interval: Duration::from_millis(pc.commit_interval_ms),
+        from,
+        until_idle: cli.until_idle,
+    };
+    let metrics = Metrics::default();
+    let addr = cli.metrics_addr.unwrap_or_else(|| pc.metrics_addr.clone());
+    let bound = metrics
+        .serve(&addr)
+        .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
+    tracing::info!(%bound, "metrics at http://{bound}/metrics");
+    let log = config.open_log()?;
+    let state = State::open(&config.data_dir().join("state").join("processor"))?;
+    let started = std::time::Instant::now();
+    let mut processor = Processor::open(&log, state, cfg, metrics)?;
+    let report = processor.run()?;
+    tracing::info!(
+        records = report.records_in,
+        commits = report.commits,
+        seconds = started.elapsed().as_secs_f64(),
+        "caught up"
+    );
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! The processor on the sample data set: counts, windows against an independent
+//! computation, replays, reprocessing, and SIGKILL at random moments.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::*;
+use processor::FromOffset;
+
+fn silver_values(log: &eventlog::EmbeddedLog) -> Vec<serde_json::Value> {
+    read_topic(log, processor::SILVER_TOPIC)
+        .into_values()
+        .flatten()
+        .map(|r| serde_json::from_slice(&r.record.value).unwrap())
+        .collect()
+}
+
+fn quarantine_reasons(log: &eventlog::EmbeddedLog) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for r in read_topic(log, processor::QUARANTINE_TOPIC)
+        .into_values()
+        .flatten()
+    {
+        *out.entry((header(&r, "source"), header(&r, "reason")))
+            .or_default() += 1;
+    }
+    out
+}
+
+/// Windows computed from silver events alone, with plain arithmetic (not the
+/// processor's code): key (org, service, start) -> [events, cost, requests,
+/// cpu_hours, storage_gb_hours, tokens].
+fn windows_from_silver(silver: &[serde_json::Value]) -> BTreeMap<(String, String, i64), [f64; 6]> {
+    const HALF_HOUR: i64 = 1_800_000_000;
+    let mut out: BTreeMap<(String, String, i64), [f64; 6]> = BTreeMap::new();
+    for m in silver {
+        let e = &m["event"];
+        let f = &m["flags"];
+        let ts = e["ts_micros"].as_i64().unwrap();
+        let later = ts.div_euclid(HALF_HOUR) * HALF_HOUR;
+        let value = e["value"].as_f64().unwrap_or(0.0);
+        let cost = if f["cost_negative"].as_bool().unwrap() {
+            0.0
+        } else {
+            e["cost_usd"].as_f64().unwrap()
+        };
+        let tokens = if f["tokens_misplaced"].as_bool().unwrap() {
+            0.0
+        } else {
+            e["genai_tokens"].as_f64().unwrap_or(0.0)
+        };
+        for start in [later - HALF_HOUR, later] {
+            let key = (
+                e["org_id"].as_str().unwrap().to_owned(),
+                e["service"].as_str().unwrap().to_owned(),
+                start,
+            );
+            let w = out.entry(key).or_default();
+            w[0] += 1.0;
+            w[1] += cost;
+            match e["metric"].as_str().unwrap() {
+                "requests" => w[2] += value,
+                "cpu_hours" => w[3] += value,
+                _ => w[4] += value,
+            }
+            w[5] += tokens;
+        }
+    }
+    out
+}
+
+fn emitted_windows(log: &eventlog::EmbeddedLog) -> BTreeMap<(String, String, i64), [f64; 6]> {
+    let mut out = BTreeMap::new();
+    for r in read_topic(log, processor::WINDOWS_TOPIC)
+        .into_values()
+        .flatten()
+    {
+        let w: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+        let key = (
+            w["org_id"].as_str().unwrap().to_owned(),
+            w["service"].as_str().unwrap().to_owned(),
+            w["window_start"].as_i64().unwrap(),
+        );
+        assert_eq!(w["window_end"].as_i64().unwrap() - key.2, 3_600_000_000);
+        let vals = [
+            w["events"].as_f64().unwrap(),
+            w["cost_usd"].as_f64().unwrap(),
+            w["requests"].as_f64().unwrap(),
+            w["cpu_hours"].as_f64().unwrap(),
+            w["storage_gb_hours"].as_f64().unwrap(),
+            w["genai_tokens"].as_f64().unwrap(),
+        ];
+        assert!(
+            out.insert(key.clone(), vals).is_none(),
+            "window {key:?} emitted twice"
+        );
+    }
+    out
+}
+
+fn assert_same_windows(
+    a: &BTreeMap<(String, String, i64), [f64; 6]>,
+    b: &BTreeMap<(String, String, i64), [f64; 6]>,
+) {
+    assert_eq!(a.len(), b.len());
+    for (k, va) in a {
+        let vb = b.get(k).unwrap_or_else(|| panic!("missing window {k:?}"));
+        for i in 0..6 {
+            assert!(
+                (va[i] - vb[i]).abs() <= 1e-9 * va[i].abs().max(1.0),
+                "{k:?}[{i}]: {} vs {}",
+                va[i],
+                vb[i]
+            );
+        }
+    }
+}
+
+/// Everything the processor wrote, in comparable form; the daily upserts as the
+/// table they stand for (which intermediate upserts a run emits depends on where its
+/// commits fell; the table does not).
+fn outputs(
+    log: &eventlog::EmbeddedLog,
+) -> (Flat, Flat, Flat, Flat, BTreeMap<String, serde_json::Value>) {
+    (
+        flat(log, processor::SILVER_TOPIC),
+        flat(log, processor::QUARANTINE_TOPIC),
+        flat(log, processor::WINDOWS_TOPIC),
+        flat(log, processor::LATE_TOPIC),
+        table(
+            log,
+            processor::DAILY_TOPIC,
+            &["org_id", "usage_date", "service"],
+        ),
+    )
+}
+
+#[test]
+fn sample_gives_the_known_counts_and_windows_equal_an_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    replay(&log, dir.path(), &landing());
+    process(&log, dir.path(), FromOffset::Committed);
+
+    let silver = silver_values(&log);
+    assert_eq!(silver.len(), 43_163);
+    let count = |flag: &str| {
+        silver
+            .iter()
+            .filter(|m| m["flags"][flag].as_bool().unwrap())
+            .count()
+    };
+    assert_eq!(count("unit_imputed"), 2_038);
+    assert_eq!(count("cost_negative"), 210);
+    assert_eq!(count("before_resource"), 7_362);
+    let reasons = quarantine_reasons(&log);
+    assert_eq!(
+        reasons,
+        BTreeMap::from([(("usage_events".to_string(), "no_measure".to_string()), 37)])
+    );
+    assert_eq!(
+        read_topic(&log, processor::LATE_TOPIC)
+            .values()
+            .map(Vec::len)
+            .sum::<usize>(),
+        0
+    );
+    assert_same_windows(&emitted_windows(&log), &windows_from_silver(&silver));
+    // Enrichment as SPEC section 5 says.
+    let e = &silver[0]["event"];
+    for field in [
+        "org_name",
+        "industry",
+        "plan_tier",
+        "hq_region",
+        "resource_state",
+        "resource_created_at",
+    ] {
+        assert!(!e[field].is_null(), "{field}");
+    }
+    assert!(
+        silver[0]["lineage"]["source_file"]
+            .as_str()
+            .unwrap()
+            .ends_with(".jsonl")
+    );
+}
+
+#[test]
+fn replaying_again_adds_only_quarantine_and_reprocessing_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    replay(&log, dir.path(), &landing());
+    process(&log, dir.path(), FromOffset::Committed);
+    let first = outputs(&log);
+
+    // --from-offset earliest on a finished processor: the same outputs.
+    process(&log, dir.path(), FromOffset::Earliest);
+    assert!(
+        outputs(&log) == first,
+        "from-offset earliest changed the outputs"
+    );
+    // --from-offset N, earlier than committed: the same outputs.
+    process(&log, dir.path(), FromOffset::At(5_000));
+    assert!(
+        outputs(&log) == first,
+        "from-offset 5000 changed the outputs"
+    );
+
+    // The landing directory again: silver and windows unchanged, quarantine grows.
+    replay(&log, dir.path(), &landing());
+    process(&log, dir.path(), FromOffset::Committed);
+    let second = outputs(&log);
+    assert!(second.0 == first.0, "silver changed");
+    assert!(second.2 == first.2, "windows changed");
+    let reasons = quarantine_reasons(&log);
+    assert_eq!(
+        reasons[&("usage_events".to_string(), "duplicate".to_string())],
+        43_163
+    );
+    assert_eq!(
+        reasons[&("usage_events".to_string(), "no_measure".to_string())],
+        74
+    );
+    let master_dups: u64 = reasons
+        .iter()
+        .filter(|((s, r), _)| s != "usage_events" && r == "duplicate")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        master_dups,
+        80 + 800 + 400 + 240 + 1000 + 1500 + 92,
+        "every master row again is a duplicate"
+    );
+}
+
+fn processor_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("processor");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "processor", "--bin", "processor"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    bin
+}
+
+fn run_processor(data: &Path) -> Command {
+    let mut c = Command::new(processor_bin());
+    c.env("PIPELINE_DATA_DIR", data)
+        .env("PIPELINE_LOG_FSYNC", "never")
+        .env("RUST_LOG", "warn")
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .current_dir(data.parent().unwrap());
+    c
+}
+
+/// A cheap deterministic sequence of delays, so a failure can be reproduced.
+fn delays(n: usize, seed: u64) -> Vec<Duration> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Duration::from_millis(30 + (x >> 33) % 400)
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    let crashed = dir.path().join("crashed");
+    for d in [&clean, &crashed] {
+        std::fs::create_dir_all(d).unwrap();
+        let log = open_log(d);
+        replay(&log, d, &landing());
+    }
+    let out = run_processor(&clean).arg("--until-idle").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let kills: usize = std::env::var("CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut killed = 0;
+    for d in delays(kills, 7) {
+        let mut child = run_processor(&crashed).arg("--until-idle").spawn().unwrap();
+        std::thread::sleep(d);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    let out = run_processor(&crashed)
+        .arg("--until-idle")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        killed >= kills * 3 / 4,
+        "only {killed} of {kills} runs were still working when killed"
+    );
+    let a = open_log(&clean);
+    let b = open_log(&crashed);
+    let (oa, ob) = (outputs(&a), outputs(&b));
+    assert!(oa.0 == ob.0, "silver differs");
+    assert!(oa.1 == ob.1, "quarantine differs");
+    assert!(oa.2 == ob.2, "windows differ");
+    assert!(oa.3 == ob.3, "late events differ");
+    assert!(oa.4 == ob.4, "daily aggregates differ");
+}
