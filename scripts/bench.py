@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Replay and raw-log benchmarks; prints a Markdown table for BENCHMARKS.md.
+"""Replay, raw-log, processor and latency benchmarks; prints Markdown tables for
+BENCHMARKS.md.
 
 Usage: scripts/bench.py [--sizes 1000000,10000000] [--runs 3] [--dir /tmp/usage-bench]
+                        [--only replay,log,processor,latency]
 
 For each size it generates a landing directory once (seed 1, 60 days, 80 orgs), then
 replays it into a fresh data directory `runs` times per order, with fsync every 100 ms,
@@ -14,6 +16,8 @@ import argparse, json, os, shutil, statistics, subprocess, sys, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 PRODUCER = os.path.join(TARGET, "release", "producer")
+PROCESSOR = os.path.join(TARGET, "release", "processor")
+LATENCY = os.path.join(TARGET, "release", "examples", "latency")
 LOGBENCH = os.path.join(TARGET, "release", "examples", "logbench")
 
 
@@ -38,18 +42,77 @@ def main():
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/usage-bench")
+    ap.add_argument("--only", default="replay,log,processor,latency")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "producer", "-p", "eventlog",
-                    "--bins", "--examples"], cwd=ROOT, check=True)
+                    "-p", "processor", "-p", "e2e", "--bins", "--examples"], cwd=ROOT, check=True)
     os.makedirs(args.dir, exist_ok=True)
+    if "replay" in only:
+        bench_replay(args)
+    if "log" in only:
+        bench_log(args)
+    if "processor" in only:
+        bench_processor(args)
+    if "latency" in only:
+        bench_latency(args)
+
+
+def landing_of(args, size):
+    landing = os.path.join(args.dir, f"landing-{size}")
+    if not os.path.isdir(landing):
+        per_day = -(-size // 60)
+        subprocess.run([PRODUCER, "generate", "--out", landing, "--orgs", "80", "--days", "60",
+                        "--events-per-day", str(per_day), "--seed", "1"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return landing
+
+
+def bench_processor(args):
+    """Replays each size (event-time order), then times `processor --until-idle`."""
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        landing = os.path.join(args.dir, f"landing-{size}")
-        if not os.path.isdir(landing):
-            per_day = -(-size // 60)
-            subprocess.run([PRODUCER, "generate", "--out", landing, "--orgs", "80", "--days", "60",
-                            "--events-per-day", str(per_day), "--seed", "1"], check=True,
-                           stdout=subprocess.DEVNULL)
+        landing = landing_of(args, size)
+        times, peaks, replays = [], [], []
+        for _ in range(args.runs):
+            data = os.path.join(args.dir, "pdata")
+            shutil.rmtree(data, ignore_errors=True)
+            env = dict(os.environ, PIPELINE_DATA_DIR=data, PIPELINE_LOG_FSYNC="100ms", RUST_LOG="warn")
+            replays.append(timed([PRODUCER, "replay", landing], env)[0])
+            secs, peak = timed([PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0"], env)
+            times.append(secs)
+            peaks.append(peak)
+            shutil.rmtree(data, ignore_errors=True)
+        med = statistics.median(times)
+        rows.append(f"| {size:,} | {med:.2f} s | {size / med:,.0f} | {max(peaks):,.0f} MiB | "
+                    f"{med / statistics.median(replays):.1f}x | {', '.join(f'{t:.2f}' for t in times)} |")
+    print("| events | processor median wall | events/s | peak RSS | vs replay of the same data | runs |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+
+
+def bench_latency(args):
+    runs = []
+    for _ in range(args.runs):
+        d = os.path.join(args.dir, "latency")
+        shutil.rmtree(d, ignore_errors=True)
+        out = subprocess.run([LATENCY, d, "10000", "20"], check=True, capture_output=True,
+                             text=True, env=dict(os.environ, RUST_LOG="warn")).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        shutil.rmtree(d, ignore_errors=True)
+    print("| append -> committed silver, 10,000 events/s, 20 s | median | runs |")
+    print("|---|---|---|")
+    for k in ("p50_ms", "p99_ms", "max_ms", "measured"):
+        vals = [r[k] for r in runs]
+        print(f"| {k} | {statistics.median(vals):,} | {', '.join(str(v) for v in vals)} |")
+    print()
+
+
+def bench_replay(args):
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        landing = landing_of(args, size)
         mb = dir_bytes(landing) / 1e6
         events = sum(1 for d, _, fs in os.walk(landing) for f in fs if f.endswith(".jsonl")
                      for _ in open(os.path.join(d, f), "rb"))
@@ -79,6 +142,9 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
+
+
+def bench_log(args):
     lb = []
     for _ in range(args.runs):
         d = os.path.join(args.dir, "logbench")

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
-    compaction_filter::Decision,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions, compaction_filter::Decision,
 };
 use schemas::speed::UsageTotals;
 
@@ -31,6 +31,9 @@ pub const CF_DEDUP: &str = "dedup";
 pub const CF_WINDOWS: &str = "windows";
 pub const CF_DAILY: &str = "daily";
 const CFS: [&str; 5] = [CF_META, CF_MASTER, CF_DEDUP, CF_WINDOWS, CF_DAILY];
+/// All memtables of the database together.
+const MEMTABLE_BUDGET: usize = 128 << 20;
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
 pub struct State {
     db: DB,
@@ -154,8 +157,19 @@ impl State {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
+        // Memory is bounded by configuration, not by history: all memtables together
+        // and one shared block cache.
+        db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = CFS.iter().map(|name| {
             let mut o = Options::default();
+            o.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            // Most dedup lookups are for ids never seen: a bloom filter answers them
+            // without reading a block.
+            table.set_bloom_filter(10.0, false);
+            o.set_block_based_table_factory(&table);
             if *name == CF_DEDUP {
                 let horizon = expire_before.clone();
                 o.set_compaction_filter(

@@ -43,10 +43,11 @@ impl<T, F> Outcome<T, F> {
     }
 }
 
-/// Master-data lookups the rules need: kept (silver) orgs and resources.
+/// Master-data lookups the rules need: kept (silver) orgs and resources. Borrowed
+/// when the tables are in memory, owned when they had to be read.
 pub trait MasterData {
-    fn org(&self, org_id: &str) -> Option<Org>;
-    fn resource(&self, resource_id: &str) -> Option<Resource>;
+    fn org(&self, org_id: &str) -> Option<std::borrow::Cow<'_, Org>>;
+    fn resource(&self, resource_id: &str) -> Option<std::borrow::Cow<'_, Resource>>;
 }
 
 /// The set of natural keys already kept. `insert` returns `false` when the key was
@@ -73,11 +74,13 @@ pub struct MasterTables {
 }
 
 impl MasterData for MasterTables {
-    fn org(&self, org_id: &str) -> Option<Org> {
-        self.orgs.get(org_id).cloned()
+    fn org(&self, org_id: &str) -> Option<std::borrow::Cow<'_, Org>> {
+        self.orgs.get(org_id).map(std::borrow::Cow::Borrowed)
     }
-    fn resource(&self, resource_id: &str) -> Option<Resource> {
-        self.resources.get(resource_id).cloned()
+    fn resource(&self, resource_id: &str) -> Option<std::borrow::Cow<'_, Resource>> {
+        self.resources
+            .get(resource_id)
+            .map(std::borrow::Cow::Borrowed)
     }
 }
 
