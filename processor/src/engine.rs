@@ -229,7 +229,9 @@ fn lineage(rec: &StoredRecord, topic: &str, p: u32) -> Lineage {
 }
 
 fn json_record(key: &str, value: &impl serde::Serialize, ts_ms: i64) -> Result<Record> {
-    let value = serde_json::to_vec(value).map_err(|e| Error::Config(format!("encode: {e}")))?;
+    let mut buf = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut buf, value).map_err(|e| Error::Config(format!("encode: {e}")))?;
+    let value = buf;
     Ok(Record {
         key: Some(Bytes::copy_from_slice(key.as_bytes())),
         value: value.into(),

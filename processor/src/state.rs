@@ -170,6 +170,9 @@ impl State {
             // without reading a block.
             table.set_bloom_filter(10.0, false);
             o.set_block_based_table_factory(&table);
+            // The same for the memtable, where recent ids live.
+            o.set_memtable_whole_key_filtering(true);
+            o.set_memtable_prefix_bloom_ratio(0.05);
             if *name == CF_DEDUP {
                 let horizon = expire_before.clone();
                 o.set_compaction_filter(

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use crate::domain::{self, unit_of_metric};
 use crate::time::{micros_to_date, parse_timestamp_micros};
@@ -117,47 +116,183 @@ impl SilverEvent {
 /// Costs below this are flagged `cost_negative` and left out of cost sums.
 pub const NEGATIVE_COST_THRESHOLD: f64 = -0.01;
 
+/// One JSON value as the typing rules look at it, read without building a tree:
+/// strings borrow from the line where they can.
+#[derive(Debug, Clone, PartialEq)]
+enum Json<'a> {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    /// An array or an object: never what any field should hold.
+    Nested(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Json<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Json<'a>, E> {
+                Ok(Json::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Json<'a>, E> {
+                Ok(Json::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Json<'a>, E> {
+                Ok(i64::try_from(v).map_or(Json::Float(v as f64), Json::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Json<'a>, E> {
+                Ok(Json::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'a>, E> {
+                Ok(Json::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Json<'a>, E> {
+                Ok(Json::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Json<'a>, E> {
+                Ok(Json::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Json<'a>, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Json::Nested("[array]"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Json<'a>, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Json::Nested("{object}"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl Json<'_> {
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Json::Int(i) => Some(*i as f64),
+            Json::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// A number, or a string that parses as a finite number (`"1e2"`, `" 12.5 "`).
+    /// Booleans, `"NaN"`, `"inf"` and everything else are not numbers.
+    fn finite_number(&self) -> Option<f64> {
+        let x = match self {
+            Json::Str(s) => s.trim().parse::<f64>().ok()?,
+            other => other.as_f64()?,
+        };
+        x.is_finite().then_some(x)
+    }
+
+    fn integer(&self) -> Option<i64> {
+        match self {
+            Json::Int(i) => Some(*i),
+            Json::Float(f) if f.fract() == 0.0 && f.abs() < 9e15 => Some(*f as i64),
+            Json::Str(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        }
+    }
+
+    /// A categorical field: its text, or (for a non-string) a text no domain holds.
+    fn text(self) -> String {
+        match self {
+            Json::Str(s) => s.into_owned(),
+            Json::Bool(b) => b.to_string(),
+            Json::Int(i) => i.to_string(),
+            Json::Float(f) => f.to_string(),
+            Json::Nested(kind) => kind.to_owned(),
+        }
+    }
+}
+
+/// The fields the rules read; others are skipped. Absent and `null` are both `None`.
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    timestamp: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    org_id: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    resource_id: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    service: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    region: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    metric: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    value: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    unit: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    cost_usd_increment: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    schema_version: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    carbon_kg: Option<Json<'a>>,
+    #[serde(borrow, default)]
+    genai_tokens: Option<Json<'a>>,
+}
+
 /// Applies the typing rules (`parse_error` .. `bad_cost`) to one raw JSONL line.
+/// A line must be one JSON object (a repeated key is a `parse_error`).
 pub fn parse_event(line: &[u8]) -> Result<BronzeEvent, Reason> {
     let text = std::str::from_utf8(line).map_err(|_| Reason::ParseError)?;
-    let obj = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(obj)) => obj,
-        _ => return Err(Reason::ParseError),
-    };
-    let event_id = match obj.get("event_id") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+    if !text.trim_start().starts_with('{') {
+        return Err(Reason::ParseError);
+    }
+    let raw: RawEvent = serde_json::from_str(text).map_err(|_| Reason::ParseError)?;
+    let event_id = match raw.event_id {
+        Some(Json::Str(s)) if !s.trim().is_empty() => s.into_owned(),
         _ => return Err(Reason::MissingEventId),
     };
-    let ts_micros = match obj.get("timestamp") {
-        Some(Value::String(s)) => parse_timestamp_micros(s).ok_or(Reason::BadTimestamp)?,
+    let ts_micros = match &raw.timestamp {
+        Some(Json::Str(s)) => parse_timestamp_micros(s).ok_or(Reason::BadTimestamp)?,
         _ => return Err(Reason::BadTimestamp),
     };
-    let schema_version = match obj.get("schema_version").and_then(Value::as_f64) {
+    let schema_version = match raw.schema_version.as_ref().and_then(Json::as_f64) {
         Some(1.0) => 1,
         Some(2.0) => 2,
         _ => return Err(Reason::BadSchemaVersion),
     };
-    let value = match obj.get("value") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(finite_number(v).ok_or(Reason::BadValue)?),
+    let value = match &raw.value {
+        None => None,
+        Some(v) => Some(v.finite_number().ok_or(Reason::BadValue)?),
     };
-    let cost_usd = obj
-        .get("cost_usd_increment")
-        .and_then(finite_number)
+    let cost_usd = raw
+        .cost_usd_increment
+        .as_ref()
+        .and_then(Json::finite_number)
         .ok_or(Reason::BadCost)?;
     // Kept as given in bronze; silver drops both for v1 events (SPEC section 4).
-    let carbon_kg = obj.get("carbon_kg").and_then(finite_number);
-    let genai_tokens = obj.get("genai_tokens").and_then(integer);
+    let carbon_kg = raw.carbon_kg.as_ref().and_then(Json::finite_number);
+    let genai_tokens = raw.genai_tokens.as_ref().and_then(Json::integer);
     Ok(BronzeEvent {
         event_id,
         ts_micros,
-        org_id: text_field(&obj, "org_id"),
-        resource_id: text_field(&obj, "resource_id"),
-        service: text_field(&obj, "service"),
-        region: text_field(&obj, "region"),
-        metric: text_field(&obj, "metric"),
+        org_id: raw.org_id.map(Json::text),
+        resource_id: raw.resource_id.map(Json::text),
+        service: raw.service.map(Json::text),
+        region: raw.region.map(Json::text),
+        metric: raw.metric.map(Json::text),
         value,
-        unit: text_field(&obj, "unit"),
+        unit: raw.unit.map(Json::text),
         cost_usd,
         schema_version,
         carbon_kg,
@@ -297,36 +432,5 @@ pub fn event_routing(line: &[u8]) -> EventRouting<'_> {
             org_id: None,
             ts_micros: None,
         },
-    }
-}
-
-fn text_field(obj: &Map<String, Value>, name: &str) -> Option<String> {
-    match obj.get(name) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => Some(other.to_string()),
-    }
-}
-
-/// A JSON number, or a string that parses as a finite number (`"1e2"`, `" 12.5 "`).
-/// Booleans, `"NaN"`, `"inf"` and everything else are not numbers.
-pub fn finite_number(v: &Value) -> Option<f64> {
-    let x = match v {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    x.is_finite().then_some(x)
-}
-
-fn integer(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
     }
 }

@@ -511,3 +511,9 @@ fn routing_reads_org_and_time_cheaply() {
     let r = schemas::event::event_routing(br#"{"org_id": 5, "timestamp": "2025-08-01T12:00:00Z"}"#);
     assert_eq!(r.org_id, None);
 }
+
+#[test]
+fn repeated_key_is_a_parse_error() {
+    let l = br#"{"event_id":"a","event_id":"b","timestamp":"2025-08-01T12:00:00Z"}"#;
+    assert_eq!(reason(l), Some(Reason::ParseError));
+}
