@@ -113,7 +113,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(n)
     });
 
-    // Reader: silver up to the committed positions.
+    // Reader: silver up to the committed positions (once the processor made it).
+    while log.partitions(processor::SILVER_TOPIC)?.is_none() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut readers = Vec::new();
     for p in 0..4 {
         let start = log.end_offset(processor::SILVER_TOPIC, p).unwrap_or(0);
