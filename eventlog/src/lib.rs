@@ -7,6 +7,7 @@
 //!
 //! It knows nothing of what the records mean: no parsing of values, no rules.
 
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod embedded;
