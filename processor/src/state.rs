@@ -163,7 +163,11 @@ impl State {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = CFS.iter().map(|name| {
             let mut o = Options::default();
-            o.set_write_buffer_size(if *name == CF_DEDUP { 8 << 20 } else { MEMTABLE_BUDGET / 8 });
+            o.set_write_buffer_size(if *name == CF_DEDUP {
+                8 << 20
+            } else {
+                MEMTABLE_BUDGET / 8
+            });
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
             // Most dedup lookups are for ids never seen: a bloom filter answers them
