@@ -828,9 +828,22 @@ impl<'a, L: Log> Processor<'a, L> {
 
     /// Runs until idle (with `until_idle`) or forever, committing as configured.
     pub fn run(&mut self) -> Result<RunReport> {
+        self.run_until(&std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// As [`run`](Self::run), and returns (after committing what it processed) once
+    /// `stop` is set: how an embedding program or a test ends a follower.
+    pub fn run_until(&mut self, stop: &std::sync::atomic::AtomicBool) -> Result<RunReport> {
         let mut report = RunReport::default();
         let mut last_commit = Instant::now();
         loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if self.pending > 0 || !self.outputs.is_empty() {
+                    self.commit()?;
+                    report.commits += 1;
+                }
+                return Ok(report);
+            }
             let n = self.step()?;
             report.records_in += n as u64;
             let due = self.pending >= self.cfg.commit_records

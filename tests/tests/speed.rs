@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use e2e::*;
+use eventlog::Log;
 use processor::FromOffset;
 
 fn event(id: &str, ts: &str) -> String {
@@ -116,4 +117,60 @@ fn late_events_windows_and_the_dedup_horizon() {
     assert_eq!(d["requests"], 40.0);
     assert_eq!(d["cost_usd"], 6.0);
     assert_eq!(d["org_name"], "Acme");
+}
+
+#[test]
+fn a_follower_sees_records_appended_after_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    replay(&log, dir.path(), &landing());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let follower = s.spawn(|| {
+            let state = processor::state::State::open(&dir.path().join("state/processor")).unwrap();
+            let cfg = processor::ProcessorConfig {
+                until_idle: false,
+                ..Default::default()
+            };
+            let mut p = processor::Processor::open(&log, state, cfg, Default::default()).unwrap();
+            p.run_until(&stop).unwrap()
+        });
+        let committed = |log: &eventlog::EmbeddedLog| -> u64 {
+            (0..4)
+                .map(|p| {
+                    log.committed(processor::COMMITTED_OUTPUTS, processor::SILVER_TOPIC, p)
+                        .unwrap()
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while committed(&log) < 43_163 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            committed(&log),
+            43_163,
+            "the follower caught up with the sample"
+        );
+        // A new file while it follows: its events appear in silver, committed.
+        let extra = dir.path().join("extra");
+        std::fs::create_dir_all(&extra).unwrap();
+        let line =
+            std::fs::read_to_string(landing().join("usage_events_stream/events_part_0000.jsonl"))
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .replacen("\"event_id\": \"", "\"event_id\": \"new_", 1);
+        std::fs::write(extra.join("late.jsonl"), line).unwrap();
+        replay(&log, &dir.path().join("extra-state"), &extra);
+        while committed(&log) < 43_164 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let report = follower.join().unwrap();
+        assert!(report.commits >= 2);
+        assert_eq!(committed(&log), 43_164);
+    });
 }
