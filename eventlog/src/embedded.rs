@@ -297,6 +297,7 @@ impl Log for EmbeddedLog {
             dir,
             next_offset: from,
             segment: None,
+            buffered: Default::default(),
         })
     }
 
@@ -696,6 +697,7 @@ fn scan_end(dir: &Path, topic: &str, partition: u32) -> Result<u64> {
         dir: dir.to_owned(),
         next_offset: base,
         segment: None,
+        buffered: Default::default(),
     };
     // Start from the segment's last index entry and walk the headers to the end.
     reader.open_segment(base, u64::MAX)?;
@@ -741,8 +743,11 @@ pub struct EmbeddedReader {
     topic: String,
     partition: u32,
     dir: PathBuf,
+    /// The next offset to read from disk.
     next_offset: u64,
     segment: Option<OpenSegment>,
+    /// Records of the last batch read that `poll`'s `max` left over.
+    buffered: std::collections::VecDeque<StoredRecord>,
 }
 
 enum Step {
@@ -906,6 +911,9 @@ impl EmbeddedReader {
     }
 
     fn has_more(&self) -> Result<bool> {
+        if !self.buffered.is_empty() {
+            return Ok(true);
+        }
         match &self.segment {
             Some(seg) => {
                 let len = seg.file.metadata().io("stat", &seg.path)?.len();
@@ -918,8 +926,13 @@ impl EmbeddedReader {
 
 impl PartitionReader for EmbeddedReader {
     fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>> {
+        let max = max.max(1);
         let mut out = Vec::new();
-        while out.len() < max.max(1) {
+        while out.len() < max {
+            if let Some(r) = self.buffered.pop_front() {
+                out.push(r);
+                continue;
+            }
             let (buf, header, count) = match self.step()? {
                 Step::End => break,
                 Step::Batch(buf, header, count) => (buf, header, count),
@@ -948,7 +961,12 @@ impl PartitionReader for EmbeddedReader {
             }
             for (offset, record) in records {
                 if offset >= self.next_offset {
-                    out.push(StoredRecord { offset, record });
+                    let r = StoredRecord { offset, record };
+                    if out.len() < max {
+                        out.push(r);
+                    } else {
+                        self.buffered.push_back(r);
+                    }
                 }
             }
             self.next_offset = self.next_offset.max(end);
@@ -976,6 +994,6 @@ impl PartitionReader for EmbeddedReader {
     }
 
     fn position(&self) -> u64 {
-        self.next_offset
+        self.buffered.front().map_or(self.next_offset, |r| r.offset)
     }
 }

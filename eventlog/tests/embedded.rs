@@ -226,6 +226,29 @@ fn truncate_drops_whole_batches_across_segments() {
 }
 
 #[test]
+fn poll_returns_at_most_max_and_position_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.ensure_topic("t", 1).unwrap();
+    log.append("t", 0, &(0..10).map(rec).collect::<Vec<_>>())
+        .unwrap();
+    let mut r = log.reader("t", 0, 2).unwrap();
+    let a = r.poll(3).unwrap();
+    assert_eq!(a.iter().map(|s| s.offset).collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(r.position(), 5);
+    assert!(
+        r.wait(Duration::ZERO).unwrap(),
+        "buffered records count as available"
+    );
+    let b = r.poll(100).unwrap();
+    assert_eq!(
+        b.iter().map(|s| s.offset).collect::<Vec<_>>(),
+        [5, 6, 7, 8, 9]
+    );
+    assert_eq!(r.position(), 10);
+}
+
+#[test]
 fn committed_offsets_per_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
