@@ -91,10 +91,37 @@ pub struct RunReport {
     pub commits: u64,
 }
 
-type WindowKey = (i64, String, String);
+/// (window start, org, service); org and service as [`Names`] ids.
+type WindowKey = (i64, u32, u32);
 /// A put (`Some`) or delete (`None`) of a key in a column family.
 type StateChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
-type DayKey = (i32, String, String);
+/// (usage date, org, service); org and service as [`Names`] ids.
+type DayKey = (i32, u32, u32);
+
+/// Org and service names as small ids, so that the per-event window and day updates
+/// copy integers, not strings. Ids depend on arrival order, so every output is
+/// ordered by the names, never by the ids.
+#[derive(Default)]
+struct Names {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", String::as_str)
+    }
+}
 
 struct Partition<R> {
     p: u32,
@@ -128,6 +155,7 @@ pub struct Processor<'a, L: Log> {
     cfg: ProcessorConfig,
     metrics: Metrics,
     master: MasterTables,
+    names: Names,
     master_readers: Vec<(Source, L::Reader)>,
     parts: Vec<Partition<L::Reader>>,
     /// Output records of the open batch, per (topic, partition).
@@ -309,6 +337,7 @@ impl<'a, L: Log> Processor<'a, L> {
             cfg,
             metrics,
             master: MasterTables::default(),
+            names: Names::default(),
             master_readers: Vec::new(),
             parts: Vec::new(),
             outputs: BTreeMap::new(),
@@ -349,7 +378,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 if let (Some((_, start, org, service)), Some(t)) =
                     (state::parse_group_key(&k), decode_totals(&v))
                 {
-                    windows.insert((start, org, service), t);
+                    windows.insert((start, me.names.id(&org), me.names.id(&service)), t);
                 }
             }
             let max_ts = me.state.get_i64(&format!("maxts/{p}"))?;
@@ -533,19 +562,16 @@ impl<'a, L: Log> Processor<'a, L> {
         };
         let ts_ms = event.ts_micros.div_euclid(1000);
         // Daily totals: read through the state once per batch and key.
-        let day: DayKey = (
-            event.usage_date,
-            event.org_id.clone(),
-            event.service.clone(),
-        );
+        let (org_id, service_id) = (self.names.id(&event.org_id), self.names.id(&event.service));
+        let day: DayKey = (event.usage_date, org_id, service_id);
         if !self.parts[i].days.contains_key(&day) {
-            let k = group_key(p, i64::from(day.0), &day.1, &day.2);
+            let k = group_key(p, i64::from(day.0), &event.org_id, &event.service);
             let t = self
                 .state
                 .get(CF_DAILY, &k)?
                 .and_then(|v| decode_totals(&v))
                 .unwrap_or_default();
-            self.parts[i].days.insert(day.clone(), t);
+            self.parts[i].days.insert(day, t);
         }
         if let Some(t) = self.parts[i].days.get_mut(&day) {
             t.add(&event, &flags);
@@ -557,11 +583,8 @@ impl<'a, L: Log> Processor<'a, L> {
         let late = starts[0] + WINDOW_MICROS <= wm;
         for s in starts {
             if s + WINDOW_MICROS > wm {
-                let key = (s, event.org_id.clone(), event.service.clone());
-                part.windows
-                    .entry(key.clone())
-                    .or_default()
-                    .add(&event, &flags);
+                let key = (s, org_id, service_id);
+                part.windows.entry(key).or_default().add(&event, &flags);
                 part.dirty_windows.insert(key);
             }
         }
@@ -598,23 +621,32 @@ impl<'a, L: Log> Processor<'a, L> {
     fn on_watermark(&mut self, i: usize, flush: bool) -> Result<()> {
         let wm = self.parts[i].watermark(self.cfg.lateness_micros);
         let p = self.parts[i].p;
-        loop {
-            let part = &mut self.parts[i];
-            let Some(((start, _, _), _)) = part.windows.first_key_value() else {
-                break;
-            };
+        let mut closed = Vec::new();
+        let part = &mut self.parts[i];
+        while let Some((&(start, _, _), _)) = part.windows.first_key_value() {
             if !flush && start + WINDOW_MICROS > wm {
                 break;
             }
-            let Some(((start, org, service), totals)) = part.windows.pop_first() else {
+            let Some((key, totals)) = part.windows.pop_first() else {
                 break;
             };
-            let key = (start, org.clone(), service.clone());
             part.dirty_windows.remove(&key);
             part.closed_windows.push(key);
+            closed.push((key, totals));
+        }
+        // Emitted by start, org and service name: the same order in every run.
+        closed.sort_by(|((s1, o1, v1), _), ((s2, o2, v2), _)| {
+            (s1, self.names.name(*o1), self.names.name(*v1)).cmp(&(
+                s2,
+                self.names.name(*o2),
+                self.names.name(*v2),
+            ))
+        });
+        for ((start, org, service), totals) in closed {
+            let org = self.names.name(org).to_owned();
             let msg = WindowMessage {
                 org_id: org.clone(),
-                service,
+                service: self.names.name(service).to_owned(),
                 window_start: start,
                 window_end: start + WINDOW_MICROS,
                 totals,
@@ -663,6 +695,10 @@ impl<'a, L: Log> Processor<'a, L> {
         for part in &mut self.parts {
             for (key, totals) in part.days.drain() {
                 let (date, org, service) = key;
+                let (org, service) = (
+                    self.names.name(org).to_owned(),
+                    self.names.name(service).to_owned(),
+                );
                 batch_state.push((
                     CF_DAILY,
                     group_key(part.p, i64::from(date), &org, &service),
@@ -684,13 +720,27 @@ impl<'a, L: Log> Processor<'a, L> {
                 if let Some(t) = part.windows.get(&key) {
                     batch_state.push((
                         CF_WINDOWS,
-                        group_key(part.p, key.0, &key.1, &key.2),
+                        group_key(
+                            part.p,
+                            key.0,
+                            self.names.name(key.1),
+                            self.names.name(key.2),
+                        ),
                         Some(encode_totals(t).to_vec()),
                     ));
                 }
             }
             for key in part.closed_windows.drain(..) {
-                batch_state.push((CF_WINDOWS, group_key(part.p, key.0, &key.1, &key.2), None));
+                batch_state.push((
+                    CF_WINDOWS,
+                    group_key(
+                        part.p,
+                        key.0,
+                        self.names.name(key.1),
+                        self.names.name(key.2),
+                    ),
+                    None,
+                ));
             }
         }
         // Daily upserts in a stable order, so a rebuild writes the same records.
