@@ -121,6 +121,11 @@ impl Names {
     fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("", String::as_str)
     }
+
+    /// The state key of a window of partition `p`.
+    fn window_key(&self, p: u32, (start, org, service): WindowKey) -> Vec<u8> {
+        group_key(p, start, self.name(org), self.name(service))
+    }
 }
 
 struct Partition<R> {
@@ -238,15 +243,15 @@ fn out_key(topic: &str, p: u32) -> String {
     format!("out/{topic}/{p}")
 }
 
-fn header<'r>(rec: &'r Record, name: &str) -> Option<&'r [u8]> {
-    rec.header(name)
-}
-
 fn lineage(rec: &StoredRecord, topic: &str, p: u32) -> Lineage {
     Lineage {
-        source_file: header(&rec.record, "source_file")
+        source_file: rec
+            .record
+            .header("source_file")
             .map(|b| String::from_utf8_lossy(b).into_owned()),
-        line_no: header(&rec.record, "line_no")
+        line_no: rec
+            .record
+            .header("line_no")
             .and_then(|b| std::str::from_utf8(b).ok())
             .and_then(|s| s.parse().ok()),
         topic: topic.to_owned(),
@@ -299,7 +304,7 @@ fn quarantine_record(
         ),
     ];
     for name in ["source_file", "line_no"] {
-        if let Some(v) = header(&rec.record, name) {
+        if let Some(v) = rec.record.header(name) {
             headers.push((name.into(), Bytes::copy_from_slice(v)));
         }
     }
@@ -720,27 +725,13 @@ impl<'a, L: Log> Processor<'a, L> {
                 if let Some(t) = part.windows.get(&key) {
                     batch_state.push((
                         CF_WINDOWS,
-                        group_key(
-                            part.p,
-                            key.0,
-                            self.names.name(key.1),
-                            self.names.name(key.2),
-                        ),
+                        self.names.window_key(part.p, key),
                         Some(encode_totals(t).to_vec()),
                     ));
                 }
             }
             for key in part.closed_windows.drain(..) {
-                batch_state.push((
-                    CF_WINDOWS,
-                    group_key(
-                        part.p,
-                        key.0,
-                        self.names.name(key.1),
-                        self.names.name(key.2),
-                    ),
-                    None,
-                ));
+                batch_state.push((CF_WINDOWS, self.names.window_key(part.p, key), None));
             }
         }
         // Daily upserts in a stable order, so a rebuild writes the same records.

@@ -85,18 +85,11 @@ impl Reason {
         }
     }
 
-    /// Bronze keeps every record that could be typed, except duplicates.
-    pub fn typed(self) -> bool {
-        self.stage() != Stage::Parse
-            && !matches!(
-                self,
-                Reason::MissingEventId
-                    | Reason::BadTimestamp
-                    | Reason::BadSchemaVersion
-                    | Reason::BadValue
-                    | Reason::BadCost
-                    | Reason::MissingKey
-            )
+    /// Whether a record quarantined for this reason still belongs in bronze: bronze
+    /// keeps every record that could be typed (it passed `parse_error` .. `bad_cost`,
+    /// or `parse_error` and `missing_key` for CSV rows) except duplicates.
+    pub fn in_bronze(self) -> bool {
+        matches!(self.stage(), Stage::Validate | Stage::Enrich)
     }
 }
 
@@ -121,6 +114,25 @@ impl fmt::Display for Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bronze_keeps_typed_records_but_not_duplicates() {
+        let kept: Vec<&str> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.in_bronze())
+            .map(Reason::code)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "no_measure",
+                "bad_domain",
+                "unknown_org",
+                "unknown_resource",
+                "bad_dates"
+            ]
+        );
+    }
 
     #[test]
     fn codes_round_trip() {
