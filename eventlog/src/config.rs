@@ -17,6 +17,7 @@ pub struct PipelineConfig {
     pub log: LogSection,
     pub producer: ProducerSection,
     pub processor: ProcessorSection,
+    pub compactor: CompactorSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +115,40 @@ impl Default for ProcessorSection {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactorSection {
+    /// Where the lake lives; default `<data_dir>/lake`.
+    pub lake_dir: Option<PathBuf>,
+    /// `--every` when no `--once` is given, e.g. `60s` or `5m`.
+    pub every: String,
+    /// Rows buffered across all partition directories before they are written out.
+    pub flush_rows: usize,
+    /// A partition directory holding more files than this is merged into one.
+    pub max_files_per_partition: usize,
+    /// `cost_spike`: cost > factor x p99 of the service's costs.
+    pub spike_factor: f64,
+    /// `cost_anomaly_mart` thresholds: |z| > z, |mad_score| > mad, x > pctl x p99.
+    pub z_threshold: f64,
+    pub mad_threshold: f64,
+    pub pctl_factor: f64,
+}
+
+impl Default for CompactorSection {
+    fn default() -> Self {
+        CompactorSection {
+            lake_dir: None,
+            every: "60s".into(),
+            flush_rows: 1_000_000,
+            max_files_per_partition: 4,
+            spike_factor: 1.5,
+            z_threshold: 3.0,
+            mad_threshold: 3.0,
+            pctl_factor: 1.5,
+        }
+    }
+}
+
 impl PipelineConfig {
     /// Reads the config file (a missing default file means defaults; a missing file
     /// named explicitly is an error), then applies the environment overrides.
@@ -163,6 +198,13 @@ impl PipelineConfig {
 
     pub fn data_dir(&self) -> &Path {
         &self.pipeline.data_dir
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.compactor
+            .lake_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("lake"))
     }
 
     pub fn log_url(&self) -> String {

@@ -244,21 +244,15 @@ fn out_key(topic: &str, p: u32) -> String {
 }
 
 fn lineage(rec: &StoredRecord, topic: &str, p: u32) -> Lineage {
-    Lineage {
-        source_file: rec
-            .record
-            .header("source_file")
-            .map(|b| String::from_utf8_lossy(b).into_owned()),
-        line_no: rec
-            .record
-            .header("line_no")
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .and_then(|s| s.parse().ok()),
-        topic: topic.to_owned(),
-        partition: p,
-        offset: rec.offset,
-        ingest_ms: rec.record.timestamp_ms,
-    }
+    let r = &rec.record;
+    Lineage::from_headers(
+        r.header("source_file"),
+        r.header("line_no"),
+        topic,
+        p,
+        rec.offset,
+        r.timestamp_ms,
+    )
 }
 
 fn json_record(key: &str, value: &impl serde::Serialize, ts_ms: i64) -> Result<Record> {
@@ -437,6 +431,23 @@ impl<'a, L: Log> Processor<'a, L> {
                 offsets.push((topic, p, self.log.end_offset(topic, p)?));
             }
         }
+        // The input positions those outputs account for, in the same file: a reader
+        // (the compactor) sees one consistent snapshot of what was consumed and what it
+        // produced.
+        let mut inputs = Vec::new();
+        for source in Source::ALL {
+            let topic = source.raw_topic();
+            let parts = if source == Source::UsageEvents {
+                self.cfg.event_partitions
+            } else {
+                1
+            };
+            for p in 0..parts {
+                let pos = self.state.get_u64(&in_key(&topic, p))?.unwrap_or(0);
+                inputs.push((topic.clone(), p, pos));
+            }
+        }
+        offsets.extend(inputs.iter().map(|(t, p, o)| (t.as_str(), *p, *o)));
         self.log.commit(COMMITTED_OUTPUTS, &offsets)?;
         Ok(())
     }

@@ -25,14 +25,6 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The topics the processor writes, each with the event partition count; quarantine
-/// has one more partition, the last, for master-data records.
-pub const SILVER_TOPIC: &str = "silver.usage_events";
-pub const QUARANTINE_TOPIC: &str = "quarantine";
-pub const WINDOWS_TOPIC: &str = "speed.usage_windows";
-pub const DAILY_TOPIC: &str = "speed.daily_usage";
-pub const LATE_TOPIC: &str = "speed.late_events";
-
-/// Consumer name under which the committed output positions are published in the
-/// log, so readers of the outputs never read what a crash may still take back.
-pub const COMMITTED_OUTPUTS: &str = "processor.outputs";
+pub use schemas::topics::{
+    COMMITTED_OUTPUTS, DAILY_TOPIC, LATE_TOPIC, QUARANTINE_TOPIC, SILVER_TOPIC, WINDOWS_TOPIC,
+};

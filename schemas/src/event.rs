@@ -91,25 +91,25 @@ pub struct SilverEvent {
 impl SilverEvent {
     /// The cost that enters cost sums: 0 when flagged `cost_negative`.
     pub fn counted_cost(&self, flags: &EventFlags) -> f64 {
-        if flags.cost_negative {
-            0.0
-        } else {
-            self.cost_usd
-        }
+        self.measured(flags).cost_usd
     }
 
     /// The tokens that enter token sums: 0 when flagged `tokens_misplaced`.
     pub fn counted_tokens(&self, flags: &EventFlags) -> i64 {
-        if flags.tokens_misplaced {
-            0
-        } else {
-            self.genai_tokens.unwrap_or(0)
-        }
+        self.measured(flags).genai_tokens
     }
 
     /// `value` as it enters sums of its metric: a null value counts as 0.
     pub fn counted_value(&self) -> f64 {
-        self.value.unwrap_or(0.0)
+        let t = self.measured(&EventFlags::default());
+        t.requests + t.cpu_hours + t.storage_gb_hours
+    }
+
+    /// This one event's contribution to the sums ([`crate::speed::UsageTotals`]).
+    pub fn measured(&self, flags: &EventFlags) -> crate::speed::UsageTotals {
+        let mut t = crate::speed::UsageTotals::default();
+        t.add(self, flags);
+        t
     }
 }
 

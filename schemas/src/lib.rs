@@ -18,6 +18,7 @@ pub mod source;
 pub mod speed;
 pub mod stats;
 pub mod time;
+pub mod topics;
 
 pub use event::{BronzeEvent, EventFlags, SilverEvent, parse_event, validate_event};
 pub use master::{

@@ -22,21 +22,52 @@ pub struct UsageTotals {
 
 impl UsageTotals {
     pub fn add(&mut self, e: &SilverEvent, flags: &EventFlags) {
+        self.add_row(&MeasureRow {
+            metric: &e.metric,
+            value: e.value,
+            cost_usd: e.cost_usd,
+            cost_negative: flags.cost_negative,
+            genai_tokens: e.genai_tokens,
+            tokens_misplaced: flags.tokens_misplaced,
+            carbon_kg: e.carbon_kg,
+        });
+    }
+
+    /// The one definition of how a kept event's measures enter the sums: `value` per
+    /// metric (null counts 0), cost unless `cost_negative`, tokens unless
+    /// `tokens_misplaced`, carbon (null counts 0).
+    pub fn add_row(&mut self, r: &MeasureRow) {
         self.events += 1;
-        let v = e.counted_value();
-        match e.metric.as_str() {
+        let v = r.value.unwrap_or(0.0);
+        match r.metric {
             "requests" => self.requests += v,
             "cpu_hours" => self.cpu_hours += v,
             "storage_gb_hours" => self.storage_gb_hours += v,
             _ => {}
         }
-        self.cost_usd += e.counted_cost(flags);
-        if flags.cost_negative {
+        if r.cost_negative {
             self.negative_cost_events += 1;
+        } else {
+            self.cost_usd += r.cost_usd;
         }
-        self.genai_tokens += e.counted_tokens(flags);
-        self.carbon_kg += e.carbon_kg.unwrap_or(0.0);
+        if !r.tokens_misplaced {
+            self.genai_tokens += r.genai_tokens.unwrap_or(0);
+        }
+        self.carbon_kg += r.carbon_kg.unwrap_or(0.0);
     }
+}
+
+/// The columns of a kept event that its sums read (from a [`SilverEvent`], or from a
+/// row of the silver Parquet files).
+#[derive(Debug, Clone, Copy)]
+pub struct MeasureRow<'a> {
+    pub metric: &'a str,
+    pub value: Option<f64>,
+    pub cost_usd: f64,
+    pub cost_negative: bool,
+    pub genai_tokens: Option<i64>,
+    pub tokens_misplaced: bool,
+    pub carbon_kg: Option<f64>,
 }
 
 /// Where a derived record came from in the raw log, and in the landing directory.
@@ -49,6 +80,29 @@ pub struct Lineage {
     pub offset: u64,
     /// When the record entered the log (its raw record's timestamp), UTC ms.
     pub ingest_ms: i64,
+}
+
+impl Lineage {
+    /// From a raw record's `source_file` and `line_no` headers and its position.
+    pub fn from_headers(
+        source_file: Option<&[u8]>,
+        line_no: Option<&[u8]>,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        ingest_ms: i64,
+    ) -> Lineage {
+        Lineage {
+            source_file: source_file.map(|b| String::from_utf8_lossy(b).into_owned()),
+            line_no: line_no
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|s| s.parse().ok()),
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            ingest_ms,
+        }
+    }
 }
 
 /// A record of `silver.usage_events`.

@@ -1,0 +1,872 @@
+//! The gold marts of SPEC section 6, the batch `cost_spike` flag, and the accounting.
+//!
+//! Each mart is a plain aggregation over the silver Parquet files, written so that it
+//! reads against the SPEC line by line. The daily sums use `UsageTotals::add_row`, the
+//! same definition the speed path's `speed.daily_usage` uses, so batch and speed can
+//! only differ in which events they have seen.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use schemas::Source;
+use schemas::speed::{MeasureRow, UsageTotals};
+use schemas::stats::{is_cost_spike, percentile_cont};
+use serde::Serialize;
+
+use crate::Settings;
+use crate::lake::write_file_atomic;
+use crate::rows::date_dir;
+use crate::table::{
+    Cell, TableSpec, hive_value, parquet_files, parquet_rows, read_parquet, table_dir,
+    write_parquet,
+};
+
+pub const DAILY: &str = "org_daily_usage_by_service";
+pub const REVENUE: &str = "revenue_by_org_month";
+pub const ANOMALY: &str = "cost_anomaly_mart";
+pub const TICKETS_ORG: &str = "tickets_by_org_date";
+pub const TICKETS_SEVERITY: &str = "tickets_by_severity_date";
+pub const GENAI: &str = "genai_tokens_by_org_date";
+pub const MARTS: [&str; 6] = [
+    DAILY,
+    REVENUE,
+    ANOMALY,
+    TICKETS_ORG,
+    TICKETS_SEVERITY,
+    GENAI,
+];
+
+fn fields(cols: &[(&str, DataType, bool)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        cols.iter()
+            .map(|(n, t, null)| Field::new(*n, t.clone(), *null))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The schema of each mart (SPEC section 6), keys first.
+pub fn mart_schema(mart: &str) -> SchemaRef {
+    use DataType::*;
+    let ticket_measures = [
+        ("tickets", Int64, false),
+        ("open_tickets", Int64, false),
+        ("sla_breached", Int64, false),
+        ("sla_breach_rate", Float64, false),
+        ("csat_avg", Float64, true),
+        ("csat_responses", Int64, false),
+    ];
+    match mart {
+        DAILY => fields(&[
+            ("org_id", Utf8, false),
+            ("usage_date", Date32, false),
+            ("service", Utf8, false),
+            ("org_name", Utf8, false),
+            ("industry", Utf8, false),
+            ("plan_tier", Utf8, false),
+            ("events", Int64, false),
+            ("requests", Float64, false),
+            ("cpu_hours", Float64, false),
+            ("storage_gb_hours", Float64, false),
+            ("cost_usd", Float64, false),
+            ("negative_cost_events", Int64, false),
+            ("genai_tokens", Int64, false),
+            ("carbon_kg", Float64, false),
+        ]),
+        REVENUE => fields(&[
+            ("org_id", Utf8, false),
+            ("month", Date32, false),
+            ("invoice_id", Utf8, false),
+            ("currency", Utf8, false),
+            ("subtotal", Float64, false),
+            ("credits", Float64, false),
+            ("taxes", Float64, false),
+            ("exchange_rate_to_usd", Float64, false),
+            ("fx_applied", Float64, false),
+            ("revenue_usd", Float64, false),
+            ("taxes_usd", Float64, false),
+            ("total_usd", Float64, false),
+            ("sign_mismatch", Boolean, false),
+            ("fx_overridden", Boolean, false),
+        ]),
+        ANOMALY => fields(&[
+            ("org_id", Utf8, false),
+            ("usage_date", Date32, false),
+            ("service", Utf8, false),
+            ("cost_usd", Float64, false),
+            ("mean", Float64, false),
+            ("stddev", Float64, true),
+            ("z_score", Float64, true),
+            ("z_flag", Boolean, false),
+            ("median", Float64, false),
+            ("mad", Float64, false),
+            ("mad_score", Float64, true),
+            ("mad_flag", Boolean, false),
+            ("p99_service", Float64, false),
+            ("pctl_flag", Boolean, false),
+            ("anomaly_score", Float64, false),
+            ("methods", Utf8, false),
+        ]),
+        TICKETS_ORG => {
+            let mut v = vec![
+                ("org_id", Utf8, false),
+                ("created_date", Date32, false),
+                ("severity", Utf8, false),
+            ];
+            v.extend(ticket_measures);
+            fields(&v)
+        }
+        TICKETS_SEVERITY => {
+            let mut v = vec![("severity", Utf8, false), ("created_date", Date32, false)];
+            v.extend(ticket_measures);
+            fields(&v)
+        }
+        _ => fields(&[
+            ("org_id", Utf8, false),
+            ("usage_date", Date32, false),
+            ("genai_events", Int64, false),
+            ("total_tokens", Int64, false),
+            ("genai_cost_usd", Float64, false),
+        ]),
+    }
+}
+
+/// The mart's table: the daily mart is partitioned by `usage_date`.
+pub fn mart_table(mart: &str) -> TableSpec {
+    let hive: &[&str] = if mart == DAILY { &["usage_date"] } else { &[] };
+    TableSpec::new(format!("gold/{mart}"), mart_schema(mart), hive)
+}
+
+// ---- reading columns -------------------------------------------------------------
+
+fn column<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {
+    b.column_by_name(name)
+        .with_context(|| format!("no column {name}"))
+}
+
+fn strings<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
+    column(b, name)?
+        .as_string_opt::<i32>()
+        .with_context(|| format!("column {name} is not a string"))
+}
+
+fn f64s<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b Float64Array> {
+    column(b, name)?
+        .as_primitive_opt::<Float64Type>()
+        .with_context(|| format!("column {name} is not a double"))
+}
+
+fn i64s<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b Int64Array> {
+    column(b, name)?
+        .as_primitive_opt::<Int64Type>()
+        .with_context(|| format!("column {name} is not an int64"))
+}
+
+fn dates<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b Date32Array> {
+    column(b, name)?
+        .as_primitive_opt::<Date32Type>()
+        .with_context(|| format!("column {name} is not a date"))
+}
+
+fn bools<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b BooleanArray> {
+    column(b, name)?
+        .as_boolean_opt()
+        .with_context(|| format!("column {name} is not a boolean"))
+}
+
+fn opt_f64(a: &Float64Array, i: usize) -> Option<f64> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn opt_i64(a: &Int64Array, i: usize) -> Option<i64> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+// ---- the daily mart and cost_spike ----------------------------------------------------
+
+/// Small integer ids for org and service strings, so the aggregation keys are copies
+/// of three integers rather than of two strings per event.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.to_owned());
+        self.ids.insert(s.to_owned(), i);
+        i
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    pub org_id: String,
+    pub usage_date: i32,
+    pub service: String,
+    pub org_name: String,
+    pub industry: String,
+    pub plan_tier: String,
+    pub totals: UsageTotals,
+}
+
+/// One silver file's cost columns, to check its `cost_spike` flags against the new
+/// thresholds.
+struct FileCosts {
+    path: std::path::PathBuf,
+    service: String,
+    cost: Vec<Float64Array>,
+    spike: Vec<BooleanArray>,
+}
+
+pub struct GoldOutcome {
+    /// p99 of each service's kept, non-negative event costs.
+    pub thresholds: BTreeMap<String, f64>,
+    pub rewritten_files: usize,
+    pub daily_rows: usize,
+}
+
+const SILVER_COLUMNS: [&str; 13] = [
+    "org_id",
+    "usage_date",
+    "metric",
+    "value",
+    "cost_usd",
+    "carbon_kg",
+    "genai_tokens",
+    "cost_negative",
+    "cost_spike",
+    "tokens_misplaced",
+    "org_name",
+    "industry",
+    "plan_tier",
+];
+
+/// Reads the whole silver history once: the daily mart's sums, and each service's
+/// costs for the `cost_spike` threshold.
+fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
+    let mut orgs = Interner::default();
+    let mut services = Interner::default();
+    let mut attrs: HashMap<u32, [String; 3]> = HashMap::new();
+    let mut daily: HashMap<(u32, i32, u32), UsageTotals> = HashMap::new();
+    let mut files = Vec::new();
+    for path in parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))? {
+        let service = hive_value(&path, "service")
+            .with_context(|| format!("{}: no service= in its path", path.display()))?
+            .to_owned();
+        let s = services.id(&service);
+        let mut fc = FileCosts {
+            path: path.clone(),
+            service: service.clone(),
+            cost: Vec::new(),
+            spike: Vec::new(),
+        };
+        for b in read_parquet(&path, Some(&SILVER_COLUMNS))
+            .with_context(|| format!("read {}", path.display()))?
+        {
+            let org = strings(&b, "org_id")?;
+            let date = dates(&b, "usage_date")?;
+            let metric = strings(&b, "metric")?;
+            let value = f64s(&b, "value")?;
+            let cost = f64s(&b, "cost_usd")?;
+            let carbon = f64s(&b, "carbon_kg")?;
+            let tokens = i64s(&b, "genai_tokens")?;
+            let neg = bools(&b, "cost_negative")?;
+            let misplaced = bools(&b, "tokens_misplaced")?;
+            let (name, industry, tier) = (
+                strings(&b, "org_name")?,
+                strings(&b, "industry")?,
+                strings(&b, "plan_tier")?,
+            );
+            for i in 0..b.num_rows() {
+                let o = orgs.id(org.value(i));
+                attrs.entry(o).or_insert_with(|| {
+                    [
+                        name.value(i).to_owned(),
+                        industry.value(i).to_owned(),
+                        tier.value(i).to_owned(),
+                    ]
+                });
+                daily
+                    .entry((o, date.value(i), s))
+                    .or_default()
+                    .add_row(&MeasureRow {
+                        metric: metric.value(i),
+                        value: opt_f64(value, i),
+                        cost_usd: cost.value(i),
+                        cost_negative: neg.value(i),
+                        genai_tokens: opt_i64(tokens, i),
+                        tokens_misplaced: misplaced.value(i),
+                        carbon_kg: opt_f64(carbon, i),
+                    });
+            }
+            fc.cost.push(cost.clone());
+            fc.spike.push(bools(&b, "cost_spike")?.clone());
+            // Negative costs never enter the threshold's distribution: mask them out
+            // here so the spike check needs only these two arrays.
+            if let Some(last) = fc.cost.last_mut() {
+                let masked: Float64Array = last
+                    .iter()
+                    .zip(neg.iter())
+                    .map(|(c, n)| if n == Some(true) { None } else { c })
+                    .collect();
+                *last = masked;
+            }
+        }
+        files.push(fc);
+    }
+    let mut rows: Vec<DailyRow> = daily
+        .into_iter()
+        .map(|((o, date, s), totals)| {
+            let [org_name, industry, plan_tier] = attrs.get(&o).cloned().unwrap_or_default();
+            DailyRow {
+                org_id: orgs.names[o as usize].clone(),
+                usage_date: date,
+                service: services.names[s as usize].clone(),
+                org_name,
+                industry,
+                plan_tier,
+                totals,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.usage_date, &a.org_id, &a.service).cmp(&(b.usage_date, &b.org_id, &b.service))
+    });
+    Ok((rows, files))
+}
+
+/// `cost_spike` (SPEC section 4): p99 per service of the kept, non-negative costs over
+/// the whole history; files whose flags disagree are rewritten (in the new generation).
+fn apply_cost_spike(files: &[FileCosts], factor: f64) -> Result<(BTreeMap<String, f64>, usize)> {
+    let mut by_service: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for f in files {
+        let v = by_service.entry(&f.service).or_default();
+        for a in &f.cost {
+            v.extend(a.iter().flatten());
+        }
+    }
+    let mut p99 = BTreeMap::new();
+    for (service, mut costs) in by_service {
+        costs.sort_by(f64::total_cmp);
+        if let Some(p) = percentile_cont(&costs, 0.99) {
+            p99.insert(service.to_owned(), p);
+        }
+    }
+    let mut rewritten = 0;
+    for f in files {
+        let Some(&p) = p99.get(&f.service) else {
+            continue;
+        };
+        let want = |c: Option<f64>| c.is_some_and(|c| is_cost_spike(c, p, factor));
+        let stale = f.cost.iter().zip(&f.spike).any(|(c, s)| {
+            c.iter()
+                .zip(s.iter())
+                .any(|(c, s)| want(c) != s.unwrap_or(false))
+        });
+        if !stale {
+            continue;
+        }
+        let batches = read_parquet(&f.path, None)?;
+        let Some(schema) = batches.first().map(|b| b.schema()) else {
+            continue;
+        };
+        let idx = schema.index_of("cost_spike")?;
+        let expected: Vec<bool> = f.cost.iter().flat_map(|c| c.iter().map(want)).collect();
+        let mut fixed = Vec::new();
+        let mut at = 0;
+        for b in &batches {
+            let n = b.num_rows();
+            let Some(part) = expected.get(at..at + n) else {
+                bail!("{}: changed while it was read", f.path.display());
+            };
+            at += n;
+            let mut cols = b.columns().to_vec();
+            cols[idx] = Arc::new(BooleanArray::from(part.to_vec()));
+            fixed.push(Ok(RecordBatch::try_new(schema.clone(), cols)?));
+        }
+        write_parquet(&f.path, &schema, fixed)?;
+        rewritten += 1;
+    }
+    Ok((p99, rewritten))
+}
+
+// ---- the marts -----------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyRow {
+    pub org_id: String,
+    pub usage_date: i32,
+    pub service: String,
+    pub cost_usd: f64,
+    pub mean: f64,
+    pub stddev: Option<f64>,
+    pub z_score: Option<f64>,
+    pub z_flag: bool,
+    pub median: f64,
+    pub mad: f64,
+    pub mad_score: Option<f64>,
+    pub mad_flag: bool,
+    pub p99_service: f64,
+    pub pctl_flag: bool,
+    pub anomaly_score: f64,
+    pub methods: String,
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// `cost_anomaly_mart`: one row per daily-mart row flagged by at least one method.
+pub fn anomalies(daily: &[DailyRow], s: &Settings) -> Vec<AnomalyRow> {
+    // Series = the cost_usd of one (org_id, service) over all its days.
+    let mut series: BTreeMap<(&str, &str), Vec<&DailyRow>> = BTreeMap::new();
+    // p99_service = percentile_cont(0.99) of cost_usd over all daily rows of the service.
+    let mut per_service: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for r in daily {
+        series.entry((&r.org_id, &r.service)).or_default().push(r);
+        per_service
+            .entry(&r.service)
+            .or_default()
+            .push(r.totals.cost_usd);
+    }
+    let p99: BTreeMap<&str, f64> = per_service
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, percentile_cont(&sorted(v), 0.99)?)))
+        .collect();
+    let mut out = Vec::new();
+    for ((org, service), days) in series {
+        let xs: Vec<f64> = days.iter().map(|r| r.totals.cost_usd).collect();
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        // Sample standard deviation (n - 1); null for a one-day series.
+        let stddev = (xs.len() > 1)
+            .then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+        let median = percentile_cont(&sorted(xs.clone()), 0.5).unwrap_or(0.0);
+        let mad = percentile_cont(
+            &sorted(xs.iter().map(|x| (x - median).abs()).collect()),
+            0.5,
+        )
+        .unwrap_or(0.0);
+        let p99_service = p99.get(service).copied().unwrap_or(0.0);
+        for (r, &x) in days.iter().zip(&xs) {
+            let z_score = stddev.filter(|sd| *sd > 0.0).map(|sd| (x - mean) / sd);
+            let z_flag = z_score.is_some_and(|z| z.abs() > s.z_threshold);
+            let mad_score = (mad != 0.0).then(|| 0.6745 * (x - median) / mad);
+            let mad_flag = mad > 0.0 && mad_score.is_some_and(|m| m.abs() > s.mad_threshold);
+            let pctl_flag = x > s.pctl_factor * p99_service;
+            if !(z_flag || mad_flag || pctl_flag) {
+                continue;
+            }
+            let methods: Vec<&str> = [(z_flag, "z"), (mad_flag, "mad"), (pctl_flag, "pctl")]
+                .iter()
+                .filter(|(f, _)| *f)
+                .map(|(_, m)| *m)
+                .collect();
+            out.push(AnomalyRow {
+                org_id: org.to_owned(),
+                usage_date: r.usage_date,
+                service: service.to_owned(),
+                cost_usd: x,
+                mean,
+                stddev,
+                z_score,
+                z_flag,
+                median,
+                mad,
+                mad_score,
+                mad_flag,
+                p99_service,
+                pctl_flag,
+                anomaly_score: z_score
+                    .unwrap_or(0.0)
+                    .abs()
+                    .max(mad_score.unwrap_or(0.0).abs()),
+                methods: methods.join(","),
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.org_id, a.usage_date, &a.service).cmp(&(&b.org_id, b.usage_date, &b.service))
+    });
+    out
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TicketTotals {
+    pub tickets: i64,
+    pub open_tickets: i64,
+    pub sla_breached: i64,
+    pub csat_sum: f64,
+    pub csat_responses: i64,
+}
+
+impl TicketTotals {
+    fn add(&mut self, resolved: bool, sla_breached: bool, csat: Option<f64>) {
+        self.tickets += 1;
+        self.open_tickets += i64::from(!resolved);
+        self.sla_breached += i64::from(sla_breached);
+        // CSAT outside 1..5 is excluded from averages (csat_out_of_range).
+        if let Some(c) = csat.filter(|c| (1.0..=5.0).contains(c)) {
+            self.csat_sum += c;
+            self.csat_responses += 1;
+        }
+    }
+
+    pub fn sla_breach_rate(&self) -> f64 {
+        self.sla_breached as f64 / self.tickets as f64
+    }
+
+    pub fn csat_avg(&self) -> Option<f64> {
+        (self.csat_responses > 0).then(|| self.csat_sum / self.csat_responses as f64)
+    }
+}
+
+type TicketMarts = (
+    BTreeMap<(String, i32, String), TicketTotals>,
+    BTreeMap<(String, i32), TicketTotals>,
+);
+
+/// `tickets_by_org_date` and `tickets_by_severity_date` from silver support tickets.
+fn tickets(root: &Path) -> Result<TicketMarts> {
+    let mut by_org = BTreeMap::new();
+    let mut by_severity = BTreeMap::new();
+    for path in parquet_files(&table_dir(root, "silver", Source::SupportTickets.name()))? {
+        for b in read_parquet(&path, None)? {
+            let (org, sev) = (strings(&b, "org_id")?, strings(&b, "severity")?);
+            let created = dates(&b, "created_at")?;
+            let resolved = dates(&b, "resolved_at")?;
+            let csat = f64s(&b, "csat")?;
+            let sla = bools(&b, "sla_breached")?;
+            for i in 0..b.num_rows() {
+                let (d, sev) = (created.value(i), sev.value(i).to_owned());
+                let args = (resolved.is_valid(i), sla.value(i), opt_f64(csat, i));
+                by_org
+                    .entry((org.value(i).to_owned(), d, sev.clone()))
+                    .or_insert_with(TicketTotals::default)
+                    .add(args.0, args.1, args.2);
+                by_severity
+                    .entry((sev, d))
+                    .or_insert_with(TicketTotals::default)
+                    .add(args.0, args.1, args.2);
+            }
+        }
+    }
+    Ok((by_org, by_severity))
+}
+
+fn ticket_cells<'a>(out: &mut Vec<Cell<'a>>, t: &TicketTotals) {
+    out.extend([
+        Cell::I64(t.tickets),
+        Cell::I64(t.open_tickets),
+        Cell::I64(t.sla_breached),
+        Cell::F64(t.sla_breach_rate()),
+        Cell::from(t.csat_avg()),
+        Cell::I64(t.csat_responses),
+    ]);
+}
+
+/// Writes one mart: rows grouped by partition directory, one file per directory.
+fn write_mart(
+    root: &Path,
+    mart: &str,
+    rows: &mut dyn Iterator<Item = (String, Vec<Cell>)>,
+) -> Result<usize> {
+    let mut sink = crate::table::PartitionedSink::new(mart_table(mart));
+    let mut n = 0;
+    for (dir, cells) in rows {
+        sink.push(&dir, &cells)?;
+        n += 1;
+    }
+    sink.flush(root, "part-0.parquet")?;
+    Ok(n)
+}
+
+/// Row counts of each mart written.
+pub type MartCounts = BTreeMap<&'static str, usize>;
+
+/// Recomputes every mart from the whole silver history into `<root>/gold/`, and the
+/// `cost_spike` flags in silver. `previous` are the thresholds silver was written with.
+pub fn compute(
+    root: &Path,
+    s: &Settings,
+    _previous: &BTreeMap<String, f64>,
+) -> Result<GoldOutcome> {
+    let (daily, files) = scan_silver(root)?;
+    let (thresholds, rewritten_files) = apply_cost_spike(&files, s.spike_factor)?;
+    drop(files);
+    let gold = root.join("gold");
+    if gold.exists() {
+        std::fs::remove_dir_all(&gold).with_context(|| format!("remove {}", gold.display()))?;
+    }
+    let mut counts = MartCounts::new();
+
+    counts.insert(
+        DAILY,
+        write_mart(
+            root,
+            DAILY,
+            &mut daily.iter().map(|r| {
+                let t = &r.totals;
+                (
+                    date_dir(r.usage_date).replacen("date=", "usage_date=", 1),
+                    vec![
+                        Cell::Str(&r.org_id),
+                        Cell::Date(r.usage_date),
+                        Cell::Str(&r.service),
+                        Cell::Str(&r.org_name),
+                        Cell::Str(&r.industry),
+                        Cell::Str(&r.plan_tier),
+                        Cell::I64(t.events),
+                        Cell::F64(t.requests),
+                        Cell::F64(t.cpu_hours),
+                        Cell::F64(t.storage_gb_hours),
+                        Cell::F64(t.cost_usd),
+                        Cell::I64(t.negative_cost_events),
+                        Cell::I64(t.genai_tokens),
+                        Cell::F64(t.carbon_kg),
+                    ],
+                )
+            }),
+        )?,
+    );
+
+    // genai_tokens_by_org_date: the daily mart's genai rows (rows only where there
+    // are genai events; tokens and cost already exclude misplaced and negative ones).
+    let mut genai: Vec<&DailyRow> = daily.iter().filter(|r| r.service == "genai").collect();
+    genai.sort_by(|a, b| (&a.org_id, a.usage_date).cmp(&(&b.org_id, b.usage_date)));
+    counts.insert(
+        GENAI,
+        write_mart(
+            root,
+            GENAI,
+            &mut genai.iter().map(|r| {
+                (
+                    String::new(),
+                    vec![
+                        Cell::Str(&r.org_id),
+                        Cell::Date(r.usage_date),
+                        Cell::I64(r.totals.events),
+                        Cell::I64(r.totals.genai_tokens),
+                        Cell::F64(r.totals.cost_usd),
+                    ],
+                )
+            }),
+        )?,
+    );
+
+    let anomalies = anomalies(&daily, s);
+    counts.insert(
+        ANOMALY,
+        write_mart(
+            root,
+            ANOMALY,
+            &mut anomalies.iter().map(|a| {
+                (
+                    String::new(),
+                    vec![
+                        Cell::Str(&a.org_id),
+                        Cell::Date(a.usage_date),
+                        Cell::Str(&a.service),
+                        Cell::F64(a.cost_usd),
+                        Cell::F64(a.mean),
+                        Cell::from(a.stddev),
+                        Cell::from(a.z_score),
+                        Cell::Bool(a.z_flag),
+                        Cell::F64(a.median),
+                        Cell::F64(a.mad),
+                        Cell::from(a.mad_score),
+                        Cell::Bool(a.mad_flag),
+                        Cell::F64(a.p99_service),
+                        Cell::Bool(a.pctl_flag),
+                        Cell::F64(a.anomaly_score),
+                        Cell::Str(&a.methods),
+                    ],
+                )
+            }),
+        )?,
+    );
+
+    counts.insert(REVENUE, revenue(root)?);
+
+    let (by_org, by_severity) = tickets(root)?;
+    counts.insert(
+        TICKETS_ORG,
+        write_mart(
+            root,
+            TICKETS_ORG,
+            &mut by_org.iter().map(|((org, d, sev), t)| {
+                let mut c = vec![Cell::Str(org), Cell::Date(*d), Cell::Str(sev)];
+                ticket_cells(&mut c, t);
+                (String::new(), c)
+            }),
+        )?,
+    );
+    counts.insert(
+        TICKETS_SEVERITY,
+        write_mart(
+            root,
+            TICKETS_SEVERITY,
+            &mut by_severity.iter().map(|((sev, d), t)| {
+                let mut c = vec![Cell::Str(sev), Cell::Date(*d)];
+                ticket_cells(&mut c, t);
+                (String::new(), c)
+            }),
+        )?,
+    );
+    tracing::info!(?counts, rewritten_files, "gold marts written");
+    Ok(GoldOutcome {
+        thresholds,
+        rewritten_files,
+        daily_rows: daily.len(),
+    })
+}
+
+/// `revenue_by_org_month`: one row per silver invoice.
+fn revenue(root: &Path) -> Result<usize> {
+    let mut rows = Vec::new();
+    for path in parquet_files(&table_dir(root, "silver", Source::BillingMonthly.name()))? {
+        for b in read_parquet(&path, None)? {
+            let (org, inv, cur) = (
+                strings(&b, "org_id")?,
+                strings(&b, "invoice_id")?,
+                strings(&b, "currency")?,
+            );
+            let month = dates(&b, "month")?;
+            let (sub, cred, tax, rate) = (
+                f64s(&b, "subtotal")?,
+                f64s(&b, "credits")?,
+                f64s(&b, "taxes")?,
+                f64s(&b, "exchange_rate_to_usd")?,
+            );
+            let (sign, fx) = (bools(&b, "sign_mismatch")?, bools(&b, "fx_overridden")?);
+            for i in 0..b.num_rows() {
+                let currency = cur.value(i).to_owned();
+                let rate = rate.value(i);
+                // fx_applied: 1.0 for USD, else the given rate.
+                let fx_applied = if currency == "USD" { 1.0 } else { rate };
+                let credits = opt_f64(cred, i).unwrap_or(0.0);
+                let revenue_usd = (sub.value(i) - credits) * fx_applied;
+                let taxes_usd = tax.value(i) * fx_applied;
+                rows.push((
+                    (
+                        org.value(i).to_owned(),
+                        month.value(i),
+                        inv.value(i).to_owned(),
+                    ),
+                    currency,
+                    [sub.value(i), credits, tax.value(i), rate, fx_applied],
+                    [revenue_usd, taxes_usd, revenue_usd + taxes_usd],
+                    [sign.value(i), fx.value(i)],
+                ));
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    write_mart(
+        root,
+        REVENUE,
+        &mut rows.iter().map(|((org, month, inv), cur, a, usd, flags)| {
+            (
+                String::new(),
+                vec![
+                    Cell::Str(org),
+                    Cell::Date(*month),
+                    Cell::Str(inv),
+                    Cell::Str(cur),
+                    Cell::F64(a[0]),
+                    Cell::F64(a[1]),
+                    Cell::F64(a[2]),
+                    Cell::F64(a[3]),
+                    Cell::F64(a[4]),
+                    Cell::F64(usd[0]),
+                    Cell::F64(usd[1]),
+                    Cell::F64(usd[2]),
+                    Cell::Bool(flags[0]),
+                    Cell::Bool(flags[1]),
+                ],
+            )
+        }),
+    )
+}
+
+// ---- accounting ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct SourceAccount {
+    pub read: u64,
+    pub silver: u64,
+    pub quarantine: BTreeMap<String, u64>,
+}
+
+/// `gold/_accounting.json` (SPEC section 9): per source, records read from the log,
+/// silver rows, quarantine rows by reason, counted in the lake's files. Fails when
+/// read ≠ silver + quarantine: the lake would not account for every record.
+pub fn write_accounting<'a>(
+    root: &Path,
+    read: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<BTreeMap<String, SourceAccount>> {
+    let read: HashMap<&str, u64> = read.collect();
+    let mut all = BTreeMap::new();
+    for source in Source::ALL {
+        let mut acc = SourceAccount {
+            read: read.get(source.raw_topic().as_str()).copied().unwrap_or(0),
+            ..Default::default()
+        };
+        for f in parquet_files(&table_dir(root, "silver", source.name()))? {
+            acc.silver += parquet_rows(&f)?;
+        }
+        for f in parquet_files(&table_dir(root, "quarantine", source.name()))? {
+            for b in read_parquet(&f, Some(&["reason"]))? {
+                for r in strings(&b, "reason")?.iter().flatten() {
+                    *acc.quarantine.entry(r.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        let q: u64 = acc.quarantine.values().sum();
+        if acc.read != acc.silver + q {
+            bail!(
+                "{source}: read {} but silver {} + quarantine {q}: the lake does not account for every record",
+                acc.read,
+                acc.silver
+            );
+        }
+        all.insert(source.name().to_owned(), acc);
+    }
+    let bytes = serde_json::to_vec_pretty(&all)?;
+    write_file_atomic(&root.join("gold").join("_accounting.json"), &bytes)?;
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_totals_follow_the_spec() {
+        let mut t = TicketTotals::default();
+        t.add(true, true, Some(4.0));
+        t.add(false, false, Some(9.0)); // out of range: not averaged
+        t.add(true, false, None);
+        assert_eq!(t.tickets, 3);
+        assert_eq!(t.open_tickets, 1);
+        assert_eq!(t.sla_breached, 1);
+        assert!((t.sla_breach_rate() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(t.csat_avg(), Some(4.0));
+        assert_eq!(t.csat_responses, 1);
+        assert_eq!(TicketTotals::default().csat_avg(), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! Generations of the lake, switched atomically.
+//!
+//! `<lake>` is a symbolic link to `<lake>.gen/<n>`, a complete lake. A run builds
+//! generation n+1 beside it (hard links to every file of n that it keeps, new files for
+//! what it adds, merges or rewrites), writes `_manifest.json` last, then renames a new
+//! link over `<lake>`. A reader resolves `<lake>` once and sees generation n or n+1,
+//! never a mix; a crash at any moment leaves the link on the last complete generation,
+//! and the next run deletes the unfinished one. Generation n is kept after the switch,
+//! so a reader that listed its files just before can still open them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST: &str = "_manifest.json";
+
+/// What a generation holds: how far each input topic partition was compacted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub generation: u64,
+    /// topic -> partition -> next offset to compact.
+    pub positions: BTreeMap<String, BTreeMap<u32, u64>>,
+    /// `cost_spike` threshold per service the silver files were written with.
+    pub spike_thresholds: BTreeMap<String, f64>,
+}
+
+impl Manifest {
+    pub fn position(&self, topic: &str, p: u32) -> u64 {
+        self.positions
+            .get(topic)
+            .and_then(|m| m.get(&p))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn set_position(&mut self, topic: &str, p: u32, offset: u64) {
+        self.positions
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(p, offset);
+    }
+}
+
+pub struct Lake {
+    link: PathBuf,
+    gens: PathBuf,
+}
+
+/// A generation being built.
+pub struct NewGeneration {
+    pub number: u64,
+    pub dir: PathBuf,
+}
+
+impl Lake {
+    pub fn new(link: &Path) -> Lake {
+        let mut gens = link.as_os_str().to_owned();
+        gens.push(".gen");
+        Lake {
+            link: link.to_owned(),
+            gens: PathBuf::from(gens),
+        }
+    }
+
+    pub fn link(&self) -> &Path {
+        &self.link
+    }
+
+    /// The current generation's number and directory, if the lake exists.
+    pub fn current(&self) -> Result<Option<(u64, PathBuf)>> {
+        match std::fs::symlink_metadata(&self.link) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("stat {}", self.link.display())),
+            Ok(m) if !m.file_type().is_symlink() => bail!(
+                "{} exists and is not a link to a lake generation; move it away",
+                self.link.display()
+            ),
+            Ok(_) => {}
+        }
+        let target = std::fs::read_link(&self.link)
+            .with_context(|| format!("read link {}", self.link.display()))?;
+        let n: u64 = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| {
+                format!(
+                    "{} points to {}, not a lake generation",
+                    self.link.display(),
+                    target.display()
+                )
+            })?;
+        Ok(Some((n, self.gens.join(gen_name(n)))))
+    }
+
+    pub fn manifest(&self) -> Result<Manifest> {
+        match self.current()? {
+            None => Ok(Manifest::default()),
+            Some((_, dir)) => read_manifest(&dir),
+        }
+    }
+
+    /// Starts generation n+1: deletes what a crashed run left, then links every file
+    /// of the current generation into the new one unless `empty`.
+    pub fn begin(&self, empty: bool) -> Result<NewGeneration> {
+        let current = self.current()?;
+        let n = current.as_ref().map_or(0, |(n, _)| *n);
+        std::fs::create_dir_all(&self.gens)
+            .with_context(|| format!("create {}", self.gens.display()))?;
+        // Unfinished generations (above the current one) are garbage; older ones
+        // than the previous are no longer needed by readers.
+        for entry in std::fs::read_dir(&self.gens)? {
+            let entry = entry?;
+            let Some(g) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if g > n || g + 1 < n {
+                remove_dir(&entry.path())?;
+            }
+        }
+        let number = n + 1;
+        let dir = self.gens.join(gen_name(number));
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        if let (Some((_, cur)), false) = (current, empty) {
+            link_tree(&cur, &dir)?;
+        }
+        Ok(NewGeneration { number, dir })
+    }
+
+    /// Writes the manifest and switches the link to the new generation.
+    pub fn commit(&self, generation: &NewGeneration, manifest: &Manifest) -> Result<()> {
+        let mut m = manifest.clone();
+        m.generation = generation.number;
+        let bytes = serde_json::to_vec_pretty(&m)?;
+        write_file_atomic(&generation.dir.join(MANIFEST), &bytes)?;
+        sync_dir(&generation.dir)?;
+        let tmp = self.link.with_extension("link.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let target = PathBuf::from(
+            self.gens
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default(),
+        )
+        .join(gen_name(generation.number));
+        std::os::unix::fs::symlink(&target, &tmp)
+            .with_context(|| format!("create link {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.link)
+            .with_context(|| format!("switch {}", self.link.display()))?;
+        if let Some(parent) = self.link.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Drops an unfinished generation (nothing changed).
+    pub fn abandon(&self, generation: NewGeneration) -> Result<()> {
+        remove_dir(&generation.dir)
+    }
+}
+
+fn gen_name(n: u64) -> String {
+    format!("{n:06}")
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
+}
+
+fn remove_dir(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("remove {}", p.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Hard-links every file under `from` into the same place under `to`.
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("list {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') || name == MANIFEST {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&dst)?;
+            link_tree(&src, &dst)?;
+        } else {
+            std::fs::hard_link(&src, &dst)
+                .with_context(|| format!("link {} to {}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("fsync {}", dir.display()))
+}
+
+/// Removes directories left empty under `root` (after merges deleted their files).
+pub fn prune_empty_dirs(root: &Path) -> Result<bool> {
+    let mut empty = true;
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            if prune_empty_dirs(&entry.path())? {
+                std::fs::remove_dir(entry.path())?;
+            } else {
+                empty = false;
+            }
+        } else {
+            empty = false;
+        }
+    }
+    Ok(empty)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn generations_switch_atomically_and_crashed_ones_are_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let lake = Lake::new(&t.path().join("lake"));
+        assert!(lake.current().unwrap().is_none());
+        let g1 = lake.begin(false).unwrap();
+        std::fs::create_dir_all(g1.dir.join("silver/x")).unwrap();
+        std::fs::write(g1.dir.join("silver/x/a.parquet"), b"one").unwrap();
+        let mut m = Manifest::default();
+        m.set_position("t", 0, 5);
+        lake.commit(&g1, &m).unwrap();
+        assert_eq!(lake.manifest().unwrap().position("t", 0), 5);
+        assert_eq!(
+            std::fs::read(t.path().join("lake/silver/x/a.parquet")).unwrap(),
+            b"one"
+        );
+        // A run that crashes before its commit changes nothing readers see.
+        let g2 = lake.begin(false).unwrap();
+        std::fs::write(g2.dir.join("silver/x/b.parquet"), b"two").unwrap();
+        assert!(!t.path().join("lake/silver/x/b.parquet").exists());
+        // The next run starts over from generation 1, with its files linked.
+        let g2 = lake.begin(false).unwrap();
+        assert!(!g2.dir.join("silver/x/b.parquet").exists());
+        assert!(g2.dir.join("silver/x/a.parquet").exists());
+        // Rewriting a linked file in the new generation leaves the old one intact.
+        write_file_atomic(&g2.dir.join("silver/x/a.parquet"), b"changed").unwrap();
+        assert_eq!(
+            std::fs::read(t.path().join("lake/silver/x/a.parquet")).unwrap(),
+            b"one"
+        );
+        lake.commit(&g2, &m).unwrap();
+        assert_eq!(lake.current().unwrap().unwrap().0, 2);
+        assert_eq!(
+            std::fs::read(t.path().join("lake/silver/x/a.parquet")).unwrap(),
+            b"changed"
+        );
+    }
+
+    #[test]
+    fn a_plain_directory_in_the_way_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("lake")).unwrap();
+        let err = Lake::new(&t.path().join("lake")).current().unwrap_err();
+        assert!(err.to_string().contains("not a link"), "{err}");
+    }
+}

@@ -1,0 +1,395 @@
+//! Rows to Arrow to Parquet: one small row API shared by every table of the lake, a
+//! sink that routes rows to Hive partition directories and writes each directory's
+//! rows as one zstd Parquet file, and the readers the gold marts and merges use.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+/// One value of a row, in the column's Arrow type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Str(&'a str),
+    F64(f64),
+    I64(i64),
+    I32(i32),
+    Bool(bool),
+    /// Days since the epoch.
+    Date(i32),
+    /// Microseconds since the epoch, UTC.
+    Ts(i64),
+    Bin(&'a [u8]),
+}
+
+impl<'a> From<Option<&'a str>> for Cell<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Cell::Null, Cell::Str)
+    }
+}
+
+impl From<Option<f64>> for Cell<'_> {
+    fn from(v: Option<f64>) -> Self {
+        v.map_or(Cell::Null, Cell::F64)
+    }
+}
+
+impl From<Option<i64>> for Cell<'_> {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Cell::Null, Cell::I64)
+    }
+}
+
+enum Col {
+    Str(StringBuilder),
+    F64(Float64Builder),
+    I64(Int64Builder),
+    I32(Int32Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Ts(TimestampMicrosecondBuilder),
+    Bin(BinaryBuilder),
+}
+
+impl Col {
+    fn new(dt: &DataType) -> Result<Col> {
+        Ok(match dt {
+            DataType::Utf8 => Col::Str(StringBuilder::new()),
+            DataType::Float64 => Col::F64(Float64Builder::new()),
+            DataType::Int64 => Col::I64(Int64Builder::new()),
+            DataType::Int32 => Col::I32(Int32Builder::new()),
+            DataType::Boolean => Col::Bool(BooleanBuilder::new()),
+            DataType::Date32 => Col::Date(Date32Builder::new()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                Col::Ts(TimestampMicrosecondBuilder::new())
+            }
+            DataType::Binary => Col::Bin(BinaryBuilder::new()),
+            other => bail!("no row builder for Arrow type {other}"),
+        })
+    }
+
+    fn push(&mut self, cell: Cell) -> bool {
+        match (self, cell) {
+            (Col::Str(b), Cell::Str(v)) => b.append_value(v),
+            (Col::Str(b), Cell::Null) => b.append_null(),
+            (Col::F64(b), Cell::F64(v)) => b.append_value(v),
+            (Col::F64(b), Cell::Null) => b.append_null(),
+            (Col::I64(b), Cell::I64(v)) => b.append_value(v),
+            (Col::I64(b), Cell::Null) => b.append_null(),
+            (Col::I32(b), Cell::I32(v)) => b.append_value(v),
+            (Col::I32(b), Cell::Null) => b.append_null(),
+            (Col::Bool(b), Cell::Bool(v)) => b.append_value(v),
+            (Col::Bool(b), Cell::Null) => b.append_null(),
+            (Col::Date(b), Cell::Date(v)) => b.append_value(v),
+            (Col::Date(b), Cell::Null) => b.append_null(),
+            (Col::Ts(b), Cell::Ts(v)) => b.append_value(v),
+            (Col::Ts(b), Cell::Null) => b.append_null(),
+            (Col::Bin(b), Cell::Bin(v)) => b.append_value(v),
+            (Col::Bin(b), Cell::Null) => b.append_null(),
+            _ => return false,
+        }
+        true
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::Str(b) => Arc::new(b.finish()),
+            Col::F64(b) => Arc::new(b.finish()),
+            Col::I64(b) => Arc::new(b.finish()),
+            Col::I32(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Date(b) => Arc::new(b.finish()),
+            Col::Ts(b) => Arc::new(b.finish().with_timezone("UTC")),
+            Col::Bin(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A table of the lake: its full schema, and the columns that are Hive partition keys
+/// of the same name (kept out of the files, as Spark and DuckDB expect).
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Path under the lake root, e.g. `silver/usage_events`.
+    pub path: String,
+    pub schema: SchemaRef,
+    /// Indexes into `schema` of the columns left out of the files.
+    pub hive: Vec<usize>,
+    /// The schema of the files: `schema` without the `hive` columns.
+    pub file_schema: SchemaRef,
+}
+
+impl TableSpec {
+    pub fn new(path: impl Into<String>, schema: SchemaRef, hive_columns: &[&str]) -> TableSpec {
+        let hive: Vec<usize> = hive_columns
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect();
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !hive.contains(i))
+            .map(|(_, f)| f.clone())
+            .collect();
+        TableSpec {
+            path: path.into(),
+            file_schema: Arc::new(Schema::new(fields)),
+            schema,
+            hive,
+        }
+    }
+}
+
+/// Rows of one file, column by column.
+pub struct Rows {
+    spec: Arc<TableSpec>,
+    cols: Vec<Col>,
+    len: usize,
+}
+
+impl Rows {
+    pub fn new(spec: Arc<TableSpec>) -> Result<Rows> {
+        let cols = spec
+            .file_schema
+            .fields()
+            .iter()
+            .map(|f| Col::new(f.data_type()))
+            .collect::<Result<_>>()?;
+        Ok(Rows { spec, cols, len: 0 })
+    }
+
+    /// Appends one row given in the order of the table's full schema.
+    pub fn push(&mut self, cells: &[Cell]) -> Result<()> {
+        let schema = &self.spec.schema;
+        if cells.len() != schema.fields().len() {
+            bail!(
+                "{}: a row of {} cells for {} columns",
+                self.spec.path,
+                cells.len(),
+                schema.fields().len()
+            );
+        }
+        let mut c = 0;
+        for (i, cell) in cells.iter().enumerate() {
+            if self.spec.hive.contains(&i) {
+                continue;
+            }
+            if !self.cols[c].push(*cell) {
+                bail!(
+                    "{}: column {} is {} but got {cell:?}",
+                    self.spec.path,
+                    schema.field(i).name(),
+                    schema.field(i).data_type()
+                );
+            }
+            c += 1;
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
+        self.len = 0;
+        RecordBatch::try_new(self.spec.file_schema.clone(), arrays)
+            .with_context(|| format!("{}: building a record batch", self.spec.path))
+    }
+}
+
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build()
+}
+
+/// Writes batches to `path` atomically: a temporary name in the same directory,
+/// fsynced, then renamed over `path`.
+pub fn write_parquet(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<u64> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let file = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))?;
+    let mut rows = 0u64;
+    for b in batches {
+        let b = b?;
+        rows += b.num_rows() as u64;
+        w.write(&b)
+            .with_context(|| format!("write {}", tmp.display()))?;
+    }
+    let file = w
+        .into_inner()
+        .with_context(|| format!("close {}", tmp.display()))?;
+    file.sync_all()
+        .with_context(|| format!("fsync {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(rows)
+}
+
+/// Reads a Parquet file's batches, with only the named columns when `columns` is given
+/// (in the file's order).
+pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut b = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("read {}", path.display()))?
+        .with_batch_size(64 * 1024);
+    if let Some(cols) = columns {
+        let schema = b.schema().clone();
+        let mut idx = Vec::new();
+        for c in cols {
+            idx.push(
+                schema
+                    .index_of(c)
+                    .with_context(|| format!("{}: no column {c}", path.display()))?,
+            );
+        }
+        let mask = parquet::arrow::ProjectionMask::roots(b.parquet_schema(), idx);
+        b = b.with_projection(mask);
+    }
+    let reader = b.build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        out.push(batch.with_context(|| format!("read {}", path.display()))?);
+    }
+    Ok(out)
+}
+
+/// Rows in a Parquet file, from its footer.
+pub fn parquet_rows(path: &Path) -> Result<u64> {
+    let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("read {}", path.display()))?;
+    Ok(b.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// Rows routed to partition directories, written out as one file per directory per
+/// flush. File names are given by the caller (topic, partition, offset range), so
+/// writing the same input again writes the same files.
+pub struct PartitionedSink {
+    spec: Arc<TableSpec>,
+    dirs: BTreeMap<String, Rows>,
+    rows: usize,
+}
+
+impl PartitionedSink {
+    pub fn new(spec: TableSpec) -> PartitionedSink {
+        PartitionedSink {
+            spec: Arc::new(spec),
+            dirs: BTreeMap::new(),
+            rows: 0,
+        }
+    }
+
+    pub fn spec(&self) -> &TableSpec {
+        &self.spec
+    }
+
+    /// Appends a row to the directory `dir` (`""` for an unpartitioned table).
+    pub fn push(&mut self, dir: &str, cells: &[Cell]) -> Result<()> {
+        if !self.dirs.contains_key(dir) {
+            self.dirs
+                .insert(dir.to_owned(), Rows::new(self.spec.clone())?);
+        }
+        if let Some(rows) = self.dirs.get_mut(dir) {
+            rows.push(cells)?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.rows
+    }
+
+    /// Writes every directory's rows as `<root>/<table>/<dir>/<file_name>` and returns
+    /// the files written.
+    pub fn flush(&mut self, root: &Path, file_name: &str) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        for (dir, mut rows) in std::mem::take(&mut self.dirs) {
+            if rows.is_empty() {
+                continue;
+            }
+            let path = table_dir(root, &self.spec.path, &dir).join(file_name);
+            let batch = rows.finish()?;
+            write_parquet(&path, &self.spec.file_schema, [Ok(batch)])?;
+            written.push(path);
+        }
+        self.rows = 0;
+        Ok(written)
+    }
+}
+
+pub fn table_dir(root: &Path, table: &str, dir: &str) -> PathBuf {
+    let mut p = root.join(table);
+    if !dir.is_empty() {
+        p.push(dir);
+    }
+    p
+}
+
+/// Every Parquet file under `dir`, sorted by path (so reads are in a stable order).
+pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("list {}", d.display()))? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The value of Hive key `key` in a file's path (`.../service=genai/part.parquet`).
+pub fn hive_value<'p>(path: &'p Path, key: &str) -> Option<&'p str> {
+    path.components().rev().find_map(|c| {
+        let s = c.as_os_str().to_str()?;
+        s.strip_prefix(key)?.strip_prefix('=')
+    })
+}
