@@ -264,6 +264,7 @@ impl<'a, L: Log> Run<'a, L> {
     /// generation, with `reprocess_all`), recomputes gold, and switches generations.
     pub fn run(&self, reprocess_all: bool) -> Result<RunSummary> {
         let started = Instant::now();
+        let _lock = self.lake.lock()?;
         let t = targets(self.log, self.settings.event_partitions)?;
         let old = if reprocess_all {
             Manifest::default()

@@ -111,19 +111,7 @@ impl Lake {
             .with_context(|| format!("create {}", self.gens.display()))?;
         // Unfinished generations (above the current one) are garbage; older ones
         // than the previous are no longer needed by readers.
-        for entry in std::fs::read_dir(&self.gens)? {
-            let entry = entry?;
-            let Some(g) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if g > n || g + 1 < n {
-                remove_dir(&entry.path())?;
-            }
-        }
+        self.remove_generations(|g| g > n || g + 1 < n)?;
         let number = n + 1;
         let dir = self.gens.join(gen_name(number));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -156,7 +144,50 @@ impl Lake {
         if let Some(parent) = self.link.parent() {
             sync_dir(parent)?;
         }
+        // Keep the previous generation for readers that listed it just before.
+        self.remove_generations(|g| g + 1 < generation.number)
+    }
+
+    fn remove_generations(&self, doomed: impl Fn(u64) -> bool) -> Result<()> {
+        for entry in std::fs::read_dir(&self.gens)? {
+            let entry = entry?;
+            let Some(g) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if doomed(g) {
+                remove_dir(&entry.path())?;
+            }
+        }
         Ok(())
+    }
+
+    /// Holds the lake for one writer: a second compactor fails fast instead of
+    /// deleting the generation the first is building.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.gens)
+            .with_context(|| format!("create {}", self.gens.display()))?;
+        let path = self.gens.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another compactor is writing {} (lock {} is held)",
+                self.link.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("lock {}", path.display()))
+            }
+        }
     }
 
     /// Drops an unfinished generation (nothing changed).
@@ -282,6 +313,16 @@ mod tests {
         );
         lake.commit(&g2, &m).unwrap();
         assert_eq!(lake.current().unwrap().unwrap().0, 2);
+        // One writer at a time.
+        let held = lake.lock().unwrap();
+        assert!(
+            lake.lock()
+                .unwrap_err()
+                .to_string()
+                .contains("another compactor")
+        );
+        drop(held);
+        lake.lock().unwrap();
         assert_eq!(
             std::fs::read(t.path().join("lake/silver/x/a.parquet")).unwrap(),
             b"changed"

@@ -124,3 +124,181 @@ pub fn table(
 pub fn header(r: &StoredRecord, name: &str) -> String {
     String::from_utf8_lossy(r.record.header(name).unwrap_or_default()).into_owned()
 }
+
+/// The path of one of the workspace's binaries, built first so that running only
+/// this package's tests never uses a stale binary (a no-op when it is up to date).
+pub fn bin(name: &str) -> PathBuf {
+    let ok = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "cargo build -p {name}");
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join(name)
+}
+
+/// A cheap deterministic sequence of delays in `[lo_ms, hi_ms)`, so that a failure
+/// can be reproduced.
+pub fn delays(n: usize, seed: u64, lo_ms: u64, hi_ms: u64) -> Vec<Duration> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Duration::from_millis(lo_ms + (x >> 33) % (hi_ms - lo_ms))
+        })
+        .collect()
+}
+
+pub fn compactor_settings() -> compactor::Settings {
+    compactor::Settings::default()
+}
+
+/// `compactor --once [--reprocess-all]`, in process, on `<data>/lake`.
+pub fn compact(
+    log: &EmbeddedLog,
+    data: &Path,
+    settings: &compactor::Settings,
+    reprocess_all: bool,
+) -> compactor::RunSummary {
+    let lake = compactor::Lake::new(&data.join("lake"));
+    compactor::Run::new(log, &lake, settings)
+        .run(reprocess_all)
+        .unwrap()
+}
+
+/// Every file under the lake's `gold/`, by relative path, with its bytes.
+pub fn gold_files(lake: &Path) -> BTreeMap<String, Vec<u8>> {
+    let gold = lake.join("gold");
+    let mut out = BTreeMap::new();
+    let mut stack = vec![gold.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(&gold).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The gold marts' files only (not `_accounting.json`, which counts every replay).
+pub fn gold_marts(lake: &Path) -> BTreeMap<String, Vec<u8>> {
+    gold_files(lake)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .collect()
+}
+
+/// A table of the lake read back as rows of JSON values, with its Hive partition
+/// columns (dates and timestamps as strings, in the order of the files).
+pub fn lake_rows(lake: &Path, table: &str) -> Vec<BTreeMap<String, serde_json::Value>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::{DataType, TimeUnit};
+    use serde_json::Value;
+    let mut out = Vec::new();
+    for path in compactor::table::parquet_files(&lake.join(table)).unwrap() {
+        let hive: Vec<(String, String)> = path
+            .strip_prefix(lake.join(table))
+            .unwrap()
+            .components()
+            .filter_map(|c| {
+                let s = c.as_os_str().to_str()?;
+                let (k, v) = s.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect();
+        for b in compactor::table::read_parquet(&path, None).unwrap() {
+            for i in 0..b.num_rows() {
+                let mut row = BTreeMap::new();
+                for (f, a) in b.schema().fields().iter().zip(b.columns()) {
+                    let v = if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        match f.data_type() {
+                            DataType::Utf8 => Value::from(a.as_string::<i32>().value(i)),
+                            DataType::Float64 => {
+                                Value::from(a.as_primitive::<Float64Type>().value(i))
+                            }
+                            DataType::Int64 => Value::from(a.as_primitive::<Int64Type>().value(i)),
+                            DataType::Int32 => Value::from(a.as_primitive::<Int32Type>().value(i)),
+                            DataType::Boolean => Value::from(a.as_boolean().value(i)),
+                            DataType::Date32 => Value::from(
+                                schemas::time::days_to_date(
+                                    a.as_primitive::<Date32Type>().value(i),
+                                )
+                                .unwrap()
+                                .to_string(),
+                            ),
+                            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                                Value::from(schemas::time::format_micros(
+                                    a.as_primitive::<TimestampMicrosecondType>().value(i),
+                                ))
+                            }
+                            DataType::Binary => Value::from(
+                                String::from_utf8_lossy(a.as_binary::<i32>().value(i)).into_owned(),
+                            ),
+                            other => panic!("{table}: unexpected type {other}"),
+                        }
+                    };
+                    row.insert(f.name().clone(), v);
+                }
+                for (k, v) in &hive {
+                    row.insert(k.clone(), Value::from(v.as_str()));
+                }
+                out.push(row);
+            }
+        }
+    }
+    out
+}
+
+/// The Python with DuckDB the lake checks use: `PIPELINE_TEST_PYTHON` (which
+/// `.ci/run` sets to the venv it installs), else `python3` if it has DuckDB. `None`
+/// outside CI when there is none (the caller says so and skips); in CI, a failure.
+pub fn duckdb_python() -> Option<PathBuf> {
+    let candidate = std::env::var("PIPELINE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("python3"));
+    let ok = std::process::Command::new(&candidate)
+        .args(["-c", "import duckdb"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have DuckDB for the lake checks: {} cannot import duckdb",
+        candidate.display()
+    );
+    eprintln!(
+        "SKIPPED: no Python with DuckDB ({} cannot import duckdb); set PIPELINE_TEST_PYTHON or run bash .ci/run",
+        candidate.display()
+    );
+    None
+}
+
+/// Runs `tests/duckdb/check_lake.py` on a lake: DuckDB reads the lake and recomputes
+/// the marts from silver with its own SQL.
+pub fn duckdb_check(python: &Path, lake: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("duckdb/check_lake.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(lake)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check_lake.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -3,9 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use e2e::*;
 use processor::FromOffset;
@@ -237,39 +236,14 @@ fn replaying_again_adds_only_quarantine_and_reprocessing_changes_nothing() {
     );
 }
 
-fn processor_bin() -> PathBuf {
-    // Built here too, so that running only this package's tests never uses a stale
-    // binary (a no-op when it is up to date).
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "processor", "--bin", "processor"])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("processor")
-}
-
 fn run_processor(data: &Path) -> Command {
-    let mut c = Command::new(processor_bin());
+    let mut c = Command::new(bin("processor"));
     c.env("PIPELINE_DATA_DIR", data)
         .env("PIPELINE_LOG_FSYNC", "never")
         .env("RUST_LOG", "warn")
         .args(["--metrics-addr", "127.0.0.1:0"])
         .current_dir(data.parent().unwrap());
     c
-}
-
-/// A cheap deterministic sequence of delays, so a failure can be reproduced.
-fn delays(n: usize, seed: u64) -> Vec<Duration> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            Duration::from_millis(20 + (x >> 33) % 230)
-        })
-        .collect()
 }
 
 #[test]
@@ -303,7 +277,7 @@ fn sigkill_at_random_moments_changes_nothing() {
     )
     .unwrap();
     let mut killed = 0;
-    for d in delays(kills, 7) {
+    for d in delays(kills, 7, 20, 250) {
         let mut child = run_processor(&crashed)
             .arg("--config")
             .arg(&small)
