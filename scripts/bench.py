@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Replay, raw-log, processor and latency benchmarks; prints Markdown tables for
-BENCHMARKS.md.
+"""Replay, raw-log, processor, latency and compactor benchmarks; prints Markdown
+tables for BENCHMARKS.md.
 
 Usage: scripts/bench.py [--sizes 1000000,10000000] [--runs 3] [--dir /tmp/usage-bench]
-                        [--only replay,log,processor,latency]
+                        [--only replay,log,processor,latency,compactor]
+                        [--python PATH_TO_PYTHON_WITH_DUCKDB]
 
 For each size it generates a landing directory once (seed 1, 60 days, 80 orgs), then
 replays it into a fresh data directory `runs` times per order, with fsync every 100 ms,
@@ -19,6 +20,7 @@ PRODUCER = os.path.join(TARGET, "release", "producer")
 PROCESSOR = os.path.join(TARGET, "release", "processor")
 LATENCY = os.path.join(TARGET, "release", "examples", "latency")
 LOGBENCH = os.path.join(TARGET, "release", "examples", "logbench")
+COMPACTOR = os.path.join(TARGET, "release", "compactor")
 
 
 def timed(cmd, env=None):
@@ -42,11 +44,12 @@ def main():
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/usage-bench")
-    ap.add_argument("--only", default="replay,log,processor,latency")
+    ap.add_argument("--only", default="replay,log,processor,latency,compactor")
+    ap.add_argument("--python", default=os.path.expanduser("~/.cache/usage-pipeline/venv/bin/python"))
     args = ap.parse_args()
     only = set(args.only.split(","))
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "producer", "-p", "eventlog",
-                    "-p", "processor", "-p", "e2e", "--bins", "--examples"], cwd=ROOT, check=True)
+                    "-p", "processor", "-p", "compactor", "-p", "e2e", "--bins", "--examples"], cwd=ROOT, check=True)
     os.makedirs(args.dir, exist_ok=True)
     if "replay" in only:
         bench_replay(args)
@@ -56,6 +59,8 @@ def main():
         bench_processor(args)
     if "latency" in only:
         bench_latency(args)
+    if "compactor" in only:
+        bench_compactor(args)
 
 
 def landing_of(args, size):
@@ -88,6 +93,74 @@ def bench_processor(args):
                     f"{med / statistics.median(replays):.1f}x | {', '.join(f'{t:.2f}' for t in times)} |")
     print("| events | processor median wall | events/s | peak RSS | vs replay of the same data | runs |")
     print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+
+
+DUCKDB_DAILY = """
+import sys, time, duckdb
+con = duckdb.connect(config={"threads": 2})
+t = time.perf_counter()
+con.execute(f\"\"\"create table d as
+select org_id, usage_date, service, count(*) as events,
+  coalesce(sum(value) filter (where metric = 'requests'), 0) as requests,
+  coalesce(sum(value) filter (where metric = 'cpu_hours'), 0) as cpu_hours,
+  coalesce(sum(value) filter (where metric = 'storage_gb_hours'), 0) as storage_gb_hours,
+  coalesce(sum(cost_usd) filter (where not cost_negative), 0) as cost_usd,
+  count(*) filter (where cost_negative) as negative_cost_events,
+  coalesce(sum(genai_tokens) filter (where not tokens_misplaced), 0) as genai_tokens,
+  coalesce(sum(carbon_kg), 0) as carbon_kg
+from read_parquet('{sys.argv[1]}/silver/usage_events/**/*.parquet', hive_partitioning = true)
+group by all\"\"\")
+print(time.perf_counter() - t)
+"""
+
+
+def bench_compactor(args):
+    """Replays and processes each size once, then times `compactor --once` into a
+    fresh lake `runs` times. Baseline in the same run: DuckDB (2 threads) computing
+    only the daily mart from the same silver files."""
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        landing = landing_of(args, size)
+        data = os.path.join(args.dir, f"cdata-{size}")
+        env = dict(os.environ, PIPELINE_DATA_DIR=data, PIPELINE_LOG_FSYNC="100ms", RUST_LOG="info")
+        if not os.path.exists(os.path.join(data, "processed")):
+            shutil.rmtree(data, ignore_errors=True)
+            timed([PRODUCER, "replay", landing], dict(env, RUST_LOG="warn"))
+            timed([PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0"], dict(env, RUST_LOG="warn"))
+            open(os.path.join(data, "processed"), "w").close()
+        walls, compacts, golds, peaks, duck = [], [], [], [], []
+        for _ in range(args.runs):
+            for d in ("lake", "lake.gen"):
+                p = os.path.join(data, d)
+                if os.path.islink(p):
+                    os.unlink(p)
+                shutil.rmtree(p, ignore_errors=True)
+            t = time.perf_counter()
+            out = subprocess.run(["/usr/bin/time", "-f", "%M", COMPACTOR, "--once"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            walls.append(time.perf_counter() - t)
+            if out.returncode != 0:
+                sys.exit(f"compactor failed:\n{out.stderr}")
+            import re
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", out.stderr)
+            compacts.append(float(re.search(r"compact_seconds=([0-9.]+)", plain).group(1)))
+            golds.append(float(re.search(r"gold_seconds=([0-9.]+)", plain).group(1)))
+            events = int(re.search(r"events=([0-9]+)", plain).group(1))
+            peaks.append(int(plain.strip().splitlines()[-1]) / 1024)
+            if os.path.exists(args.python):
+                duck.append(float(subprocess.run([args.python, "-c", DUCKDB_DAILY, os.path.join(data, "lake")],
+                                                 check=True, capture_output=True, text=True).stdout))
+        med = statistics.median(walls)
+        cm, gm = statistics.median(compacts), statistics.median(golds)
+        dm = f"{statistics.median(duck):.2f} s" if duck else "n/a"
+        rows.append(f"| {events:,} | {med:.2f} s | {cm:.2f} s | {events / cm:,.0f} | {gm:.2f} s | {dm} | "
+                    f"{max(peaks):,.0f} MiB | {', '.join(f'{t:.2f}' for t in walls)} |")
+    print("| events | compactor --once median wall | topics -> bronze/silver/quarantine/speed | "
+          "events/s | gold (all marts, spike check, accounting) | DuckDB daily mart only (baseline) | "
+          "peak RSS | runs (wall) |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
 

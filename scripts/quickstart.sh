@@ -26,3 +26,16 @@ echo "== processing it: rules, dedup, enrichment, windows (state in $PIPELINE_DA
 
 echo "== what the log holds"
 "$bin/producer" topics
+
+echo "== compacting it into the Parquet lake ($PIPELINE_DATA_DIR/lake) and computing gold"
+"$bin/compactor" --once
+
+echo "== gold/_accounting.json: every record read is in silver or quarantine"
+cat "$PIPELINE_DATA_DIR/lake/gold/_accounting.json"
+echo
+echo "== the lake, as DuckDB, Spark or pandas read it:"
+echo "   read_parquet('$PIPELINE_DATA_DIR/lake/gold/<mart>/**/*.parquet', hive_partitioning = true)"
+for mart in "$PIPELINE_DATA_DIR"/lake/gold/*/; do
+  n=$(find "$mart" -name '*.parquet' | wc -l)
+  echo "   $(basename "$mart"): $n file(s)"
+done

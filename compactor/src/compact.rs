@@ -14,12 +14,12 @@ use anyhow::{Context, Result, bail};
 use eventlog::{Log, PartitionReader, StoredRecord};
 use schemas::master::apply_master_rules;
 use schemas::speed::{LateMessage, Lineage, SilverMessage, WindowMessage};
-use schemas::stats::is_cost_spike;
 use schemas::topics::{
     COMMITTED_OUTPUTS, LATE_TOPIC, QUARANTINE_TOPIC, SILVER_TOPIC, WINDOWS_TOPIC,
 };
 use schemas::{
-    MasterTables, Outcome, Reason, SeenKeys, Source, event::parse_event, event::validate_event,
+    BronzeEvent, EventFlags, MasterTables, Outcome, Reason, SeenKeys, SilverEvent, Source,
+    event::parse_event, event::validate_event,
 };
 
 use crate::lake::{Lake, Manifest, NewGeneration, prune_empty_dirs};
@@ -218,17 +218,36 @@ impl Sinks {
         self.bronze.buffered() + self.silver.buffered() + self.quarantine.buffered()
     }
 
-    fn flush(&mut self, root: &Path, name: &str, touched: &mut BTreeSet<String>) -> Result<usize> {
-        let mut n = 0;
-        for sink in [&mut self.bronze, &mut self.silver, &mut self.quarantine] {
-            for path in sink.flush(root, name)? {
-                if let Some(dir) = path.parent() {
-                    touched.insert(dir.to_string_lossy().into_owned());
-                }
-                n += 1;
+    /// Writes the buffered rows. Silver usage events get their `cost_spike` flags from
+    /// `spike`: the p99 per service of every cost seen so far (the history, and this
+    /// run's events up to here), so a run's files are right when they are written and
+    /// only earlier chunks of a long run may need correcting.
+    fn flush(
+        &mut self,
+        root: &Path,
+        name: &str,
+        touched: &mut BTreeSet<String>,
+        spike: Option<(&BTreeMap<String, f64>, f64)>,
+    ) -> Result<usize> {
+        let mut paths = Vec::new();
+        paths.extend(self.bronze.flush(root, name)?);
+        paths.extend(self.quarantine.flush(root, name)?);
+        match spike {
+            Some((p99, factor)) => {
+                paths.extend(self.silver.flush_patched(root, name, &|dir, b| {
+                    let service = dir.rsplit_once("service=").map(|(_, s)| s);
+                    let p = service.and_then(|s| p99.get(s)).copied();
+                    gold::set_cost_spike(&b, p, factor)
+                })?)
+            }
+            None => paths.extend(self.silver.flush(root, name)?),
+        }
+        for path in &paths {
+            if let Some(dir) = path.parent() {
+                touched.insert(dir.to_string_lossy().into_owned());
             }
         }
-        Ok(n)
+        Ok(paths.len())
     }
 }
 
@@ -245,13 +264,176 @@ fn parse_file_range(name: &str) -> Option<(&str, u64, u64)> {
     Some((topic, from.parse().ok()?, to.parse().ok()?))
 }
 
+/// One raw usage event with what became of it, decoded for the writer.
+struct Decoded {
+    lineage: Lineage,
+    value: eventlog::Bytes,
+    outcome: std::result::Result<(SilverEvent, EventFlags), Reason>,
+    /// The typed event, when it belongs in bronze.
+    bronze: Option<BronzeEvent>,
+}
+
+/// What the processor made of raw offset `o`: its silver message or its quarantine
+/// reason (outputs of offsets before `o` were compacted by an earlier run).
+fn outcome_of<R: PartitionReader, Q: PartitionReader>(
+    o: u64,
+    silver: &mut Cursor<R, SilverMessage>,
+    quarantine: &mut Cursor<Q, Reason>,
+) -> Result<std::result::Result<(SilverEvent, EventFlags), Reason>> {
+    while silver.peek()?.is_some_and(|(ro, _)| *ro < o) {
+        silver.pop();
+    }
+    while quarantine.peek()?.is_some_and(|(ro, _)| *ro < o) {
+        quarantine.pop();
+    }
+    if silver.peek()?.is_some_and(|(ro, _)| *ro == o) {
+        let (_, msg) = silver.pop().context("peeked")?;
+        Ok(Ok((msg.event, msg.flags)))
+    } else if quarantine.peek()?.is_some_and(|(ro, _)| *ro == o) {
+        Ok(Err(quarantine.pop().context("peeked")?.1))
+    } else {
+        bail!("no processor output although the processor committed past it")
+    }
+}
+
+/// Reads the raw event partitions and the processor's outputs for them (or applies
+/// the rules, when reprocessing), and sends decoded batches to the writer.
+struct Decoder<'a, L: Log> {
+    log: &'a L,
+    topic: &'a str,
+    old: &'a Manifest,
+    t: &'a Targets,
+    master: &'a MasterTables,
+    reprocess_all: bool,
+}
+
+impl<L: Log> Decoder<'_, L> {
+    fn run(
+        &self,
+        tx: &std::sync::mpsc::SyncSender<Result<Vec<Decoded>>>,
+        written: &std::sync::mpsc::Receiver<Vec<Decoded>>,
+    ) -> Result<()> {
+        const BATCH: usize = 4096;
+        let topic = self.topic;
+        let (old, t) = (self.old, self.t);
+        let ends = t.raw.get(topic).cloned().unwrap_or_default();
+        let mut seen = SeenIds::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        // Every partition open at once, read in turns of BATCH records: the input
+        // then advances through event time together, and a date's rows land in few
+        // files rather than one per partition.
+        let mut parts = Vec::new();
+        for (p, &end) in ends.iter().enumerate() {
+            let p = p as u32;
+            let from = old.position(topic, p);
+            if end <= from {
+                continue;
+            }
+            let out_end = |topic: &str| {
+                if self.reprocess_all {
+                    return 0;
+                }
+                t.out
+                    .get(topic)
+                    .and_then(|v| v.get(p as usize))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            parts.push((
+                p,
+                Cursor::new(self.log, topic, p, from, end, own_offset)?,
+                Cursor::new(
+                    self.log,
+                    SILVER_TOPIC,
+                    p,
+                    old.position(SILVER_TOPIC, p),
+                    out_end(SILVER_TOPIC),
+                    decode_silver,
+                )?,
+                Cursor::new(
+                    self.log,
+                    QUARANTINE_TOPIC,
+                    p,
+                    old.position(QUARANTINE_TOPIC, p),
+                    out_end(QUARANTINE_TOPIC),
+                    decode_quarantine,
+                )?,
+            ));
+        }
+        while !parts.is_empty() {
+            let mut i = 0;
+            while i < parts.len() {
+                let (p, raw, silver, quarantine) = &mut parts[i];
+                let p = *p;
+                let mut turn = 0;
+                while turn < BATCH {
+                    let Some((o, rec)) = raw.peek()?.is_some().then(|| raw.pop()).flatten() else {
+                        break;
+                    };
+                    turn += 1;
+                    let value = rec.record.value.clone();
+                    let outcome = if self.reprocess_all {
+                        match parse_event(&value) {
+                            Ok(b) => match validate_event(b, self.master, &mut seen) {
+                                Outcome::Kept { record, flags } => Ok((record, flags)),
+                                Outcome::Quarantined { reason } => Err(reason),
+                            },
+                            Err(reason) => Err(reason),
+                        }
+                    } else {
+                        outcome_of(o, silver, quarantine)
+                            .with_context(|| format!("{topic}/{p} offset {o}"))?
+                    };
+                    let bronze = match &outcome {
+                        Ok(_) => Some(
+                            parse_event(&value)
+                                .map_err(|r| anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}"))?,
+                        ),
+                        Err(reason) if reason.in_bronze() => parse_event(&value).ok(),
+                        Err(_) => None,
+                    };
+                    // Free what the writer is done with, here where it was allocated.
+                    while let Ok(done) = written.try_recv() {
+                        drop(done);
+                    }
+                    batch.push(Decoded {
+                        lineage: lineage(&rec, topic, p),
+                        value,
+                        outcome,
+                        bronze,
+                    });
+                    if batch.len() == BATCH
+                        && tx
+                            .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                            .is_err()
+                    {
+                        return Ok(()); // the writer stopped (with its own error)
+                    }
+                }
+                if turn < BATCH {
+                    parts.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(Ok(batch));
+        }
+        Ok(())
+    }
+}
+
 pub struct Run<'a, L: Log> {
     log: &'a L,
     lake: &'a Lake,
     settings: &'a Settings,
 }
 
-impl<'a, L: Log> Run<'a, L> {
+impl<'a, L: Log + Sync> Run<'a, L>
+where
+    L::Reader: Send,
+{
     pub fn new(log: &'a L, lake: &'a Lake, settings: &'a Settings) -> Self {
         Run {
             log,
@@ -394,7 +576,7 @@ impl<'a, L: Log> Run<'a, L> {
             }
             if end > from {
                 summary.files_written +=
-                    sinks.flush(root, &file_name(&topic, from, end), touched)?;
+                    sinks.flush(root, &file_name(&topic, from, end), touched, None)?;
             }
             m.set_position(&topic, 0, end.max(from));
         }
@@ -403,6 +585,7 @@ impl<'a, L: Log> Run<'a, L> {
 
     /// Usage events, partition by partition: each raw record with its outcome, from
     /// the processor's topics (incremental) or from the rules (`--reprocess-all`).
+    /// A second thread reads and decodes; this one builds rows and writes files.
     #[allow(clippy::too_many_arguments)]
     fn events(
         &self,
@@ -414,135 +597,121 @@ impl<'a, L: Log> Run<'a, L> {
         reprocess_all: bool,
         touched: &mut BTreeSet<String>,
         summary: &mut RunSummary,
-    ) -> Result<()> {
+    ) -> Result<()>
+    where
+        L: Sync,
+        L::Reader: Send,
+    {
         let topic = Source::UsageEvents.raw_topic();
         let ends = t.raw.get(&topic).cloned().unwrap_or_default();
         let source = Source::UsageEvents;
         let mut sinks = Sinks::new(source);
-        let mut seen = SeenIds::default();
         let mut spare = Vec::new();
+        // The cost_spike distribution: the history's costs, then this run's.
+        let mut costs = gold::silver_costs(root)?;
+        let factor = self.settings.spike_factor;
         // Positions summed over partitions: the range of the file names.
         let mut chunk_start: u64 = (0..ends.len() as u32)
             .map(|p| old.position(&topic, p))
             .sum();
         let mut done = chunk_start;
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Decoded>>>(4);
+            // Written batches go back to be freed by the thread that allocated them
+            // (freeing across threads contends on the allocator's locks).
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(8);
+            let mut dirs = rows::DirNames::default();
+            let decoder = Decoder {
+                log: self.log,
+                topic: &topic,
+                old,
+                t,
+                master,
+                reprocess_all,
+            };
+            scope.spawn(move || {
+                if let Err(e) = decoder.run(&tx, &done_rx) {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            let mut waited = std::time::Duration::ZERO;
+            let mut flushing = std::time::Duration::ZERO;
+            loop {
+                let w = Instant::now();
+                let Ok(batch) = rx.recv() else { break };
+                waited += w.elapsed();
+                let batch = batch?;
+                for d in &batch {
+                    let l = &d.lineage;
+                    let value = &d.value;
+                    let mut cells = recycle(std::mem::take(&mut spare));
+                    if let Some(b) = &d.bronze {
+                        rows::bronze_event_row(&mut cells, b, l);
+                        sinks
+                            .bronze
+                            .push(dirs.date_of_micros(b.ts_micros), &cells)?;
+                    }
+                    match &d.outcome {
+                        Ok((event, flags)) => {
+                            // cost_spike is set when the rows are written (Sinks::flush).
+                            if !flags.cost_negative {
+                                match costs.get_mut(&event.service) {
+                                    Some(v) => v.push(event.cost_usd),
+                                    None => {
+                                        costs.insert(event.service.clone(), vec![event.cost_usd]);
+                                    }
+                                }
+                            }
+                            rows::silver_event_row(&mut cells, event, flags, l);
+                            sinks.silver.push(dirs.silver(event), &cells)?;
+                        }
+                        Err(reason) => {
+                            rows::quarantine_row(&mut cells, source, value, *reason, l);
+                            sinks.quarantine.push("", &cells)?;
+                        }
+                    }
+                    spare = recycle(cells);
+                    summary.events_in += 1;
+                    done += 1;
+                    if sinks.buffered() >= self.settings.flush_rows {
+                        let f = Instant::now();
+                        let p99 = gold::p99_by_service(&mut costs);
+                        summary.files_written += sinks.flush(
+                            root,
+                            &file_name(&topic, chunk_start, done),
+                            touched,
+                            Some((&p99, factor)),
+                        )?;
+                        chunk_start = done;
+                        flushing += f.elapsed();
+                    }
+                }
+                let _ = done_tx.try_send(batch);
+            }
+            tracing::debug!(
+                waited_for_decoder = waited.as_secs_f64(),
+                flushing = flushing.as_secs_f64(),
+                "usage events written"
+            );
+            Ok(())
+        })?;
+        tracing::debug!(events = done, "usage events read; writing the last chunk");
+        if done > chunk_start {
+            let p99 = gold::p99_by_service(&mut costs);
+            summary.files_written += sinks.flush(
+                root,
+                &file_name(&topic, chunk_start, done),
+                touched,
+                Some((&p99, factor)),
+            )?;
+        }
         for (p, &end) in ends.iter().enumerate() {
             let p = p as u32;
-            let from = old.position(&topic, p);
-            if end <= from {
-                continue;
+            m.set_position(&topic, p, end.max(old.position(&topic, p)));
+            for out in [SILVER_TOPIC, QUARANTINE_TOPIC] {
+                let e = t.out.get(out).and_then(|v| v.get(p as usize)).copied();
+                m.set_position(out, p, e.unwrap_or(0).max(old.position(out, p)));
             }
-            let mut raw = Cursor::new(self.log, &topic, p, from, end, own_offset)?;
-            let out_end = |topic: &str| {
-                t.out
-                    .get(topic)
-                    .and_then(|v| v.get(p as usize))
-                    .copied()
-                    .unwrap_or(0)
-            };
-            let (silver_end, q_end) = (out_end(SILVER_TOPIC), out_end(QUARANTINE_TOPIC));
-            let mut silver = Cursor::new(
-                self.log,
-                SILVER_TOPIC,
-                p,
-                old.position(SILVER_TOPIC, p),
-                if reprocess_all { 0 } else { silver_end },
-                decode_silver,
-            )?;
-            let mut quarantine = Cursor::new(
-                self.log,
-                QUARANTINE_TOPIC,
-                p,
-                old.position(QUARANTINE_TOPIC, p),
-                if reprocess_all { 0 } else { q_end },
-                decode_quarantine,
-            )?;
-            while let Some((o, rec)) = raw.peek()?.is_some().then(|| raw.pop()).flatten() {
-                let l = lineage(&rec, &topic, p);
-                let value = &rec.record.value;
-                let mut cells = recycle(std::mem::take(&mut spare));
-                let outcome = if reprocess_all {
-                    match parse_event(value) {
-                        Ok(b) => match validate_event(b, master, &mut seen) {
-                            Outcome::Kept { record, flags } => Ok((record, flags)),
-                            Outcome::Quarantined { reason } => Err(reason),
-                        },
-                        Err(reason) => Err(reason),
-                    }
-                } else {
-                    // Outputs of raw records before `from` were compacted already.
-                    while silver.peek()?.is_some_and(|(ro, _)| *ro < o) {
-                        silver.pop();
-                    }
-                    while quarantine.peek()?.is_some_and(|(ro, _)| *ro < o) {
-                        quarantine.pop();
-                    }
-                    if silver.peek()?.is_some_and(|(ro, _)| *ro == o) {
-                        let (_, msg) = silver.pop().context("peeked")?;
-                        Ok((msg.event, msg.flags))
-                    } else if quarantine.peek()?.is_some_and(|(ro, _)| *ro == o) {
-                        Err(quarantine.pop().context("peeked")?.1)
-                    } else {
-                        bail!(
-                            "{topic}/{p} offset {o} has no processor output although the processor committed past it"
-                        );
-                    }
-                };
-                let bronze = match &outcome {
-                    Ok(_) => Some(
-                        parse_event(value)
-                            .map_err(|r| anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}"))?,
-                    ),
-                    Err(reason) if reason.in_bronze() => parse_event(value).ok(),
-                    Err(_) => None,
-                };
-                if let Some(b) = &bronze {
-                    rows::bronze_event_row(&mut cells, b, &l);
-                    sinks
-                        .bronze
-                        .push(&date_dir_of_micros(b.ts_micros), &cells)?;
-                }
-                match &outcome {
-                    Ok((event, flags)) => {
-                        // With the thresholds of the last run; gold::compute corrects
-                        // the files once this run's costs have moved them.
-                        let mut flags = *flags;
-                        flags.cost_spike =
-                            old.spike_thresholds.get(&event.service).is_some_and(|p99| {
-                                is_cost_spike(event.cost_usd, *p99, self.settings.spike_factor)
-                            });
-                        rows::silver_event_row(&mut cells, event, &flags, &l);
-                        sinks.silver.push(&rows::silver_event_dir(event), &cells)?;
-                    }
-                    Err(reason) => {
-                        rows::quarantine_row(&mut cells, source, value, *reason, &l);
-                        sinks.quarantine.push("", &cells)?;
-                    }
-                }
-                spare = recycle(cells);
-                summary.events_in += 1;
-                done += 1;
-                if sinks.buffered() >= self.settings.flush_rows {
-                    summary.files_written +=
-                        sinks.flush(root, &file_name(&topic, chunk_start, done), touched)?;
-                    chunk_start = done;
-                }
-            }
-            m.set_position(&topic, p, end);
-            m.set_position(
-                SILVER_TOPIC,
-                p,
-                silver_end.max(old.position(SILVER_TOPIC, p)),
-            );
-            m.set_position(
-                QUARANTINE_TOPIC,
-                p,
-                q_end.max(old.position(QUARANTINE_TOPIC, p)),
-            );
-        }
-        if done > chunk_start {
-            summary.files_written +=
-                sinks.flush(root, &file_name(&topic, chunk_start, done), touched)?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use schemas::Source;
 use schemas::speed::{MeasureRow, UsageTotals};
-use schemas::stats::{is_cost_spike, percentile_cont};
+use schemas::stats::{is_cost_spike, percentile_cont, percentile_cont_unsorted};
 use serde::Serialize;
 
 use crate::Settings;
@@ -348,33 +348,72 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
     Ok((rows, files))
 }
 
-/// `cost_spike` (SPEC section 4): p99 per service of the kept, non-negative costs over
-/// the whole history; files whose flags disagree are rewritten (in the new generation).
+/// `cost_spike` (SPEC section 4) for one silver batch of one service: cost above
+/// `factor` x the service's p99 (negative costs never are).
+pub fn set_cost_spike(b: &RecordBatch, p99: Option<f64>, factor: f64) -> Result<RecordBatch> {
+    let schema = b.schema();
+    let idx = schema.index_of("cost_spike")?;
+    let cost = f64s(b, "cost_usd")?;
+    let spike: BooleanArray = cost
+        .iter()
+        .map(|c| Some(matches!((c, p99), (Some(c), Some(p)) if is_cost_spike(c, p, factor))))
+        .collect();
+    let mut cols = b.columns().to_vec();
+    cols[idx] = Arc::new(spike);
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// The p99 of each service's costs ([`percentile_cont_unsorted`] reorders them).
+pub fn p99_by_service(costs: &mut BTreeMap<String, Vec<f64>>) -> BTreeMap<String, f64> {
+    costs
+        .iter_mut()
+        .filter_map(|(s, v)| Some((s.clone(), percentile_cont_unsorted(v, 0.99)?)))
+        .collect()
+}
+
+/// Every kept, non-negative event cost in silver, by service: the distribution the
+/// `cost_spike` threshold is taken from.
+pub fn silver_costs(root: &Path) -> Result<BTreeMap<String, Vec<f64>>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for path in parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))? {
+        let service = hive_value(&path, "service")
+            .with_context(|| format!("{}: no service= in its path", path.display()))?
+            .to_owned();
+        let v = out.entry(service).or_default();
+        for b in read_parquet(&path, Some(&["cost_usd", "cost_negative"]))? {
+            let (cost, neg) = (f64s(&b, "cost_usd")?, bools(&b, "cost_negative")?);
+            v.extend(
+                cost.iter()
+                    .zip(neg.iter())
+                    .filter(|(_, n)| *n != Some(true))
+                    .filter_map(|(c, _)| c),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Checks every silver file's `cost_spike` flags against the whole history's
+/// thresholds and rewrites (in the new generation) the files that disagree: new
+/// events move a service's p99, and with it flags on older events.
 fn apply_cost_spike(files: &[FileCosts], factor: f64) -> Result<(BTreeMap<String, f64>, usize)> {
-    let mut by_service: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut by_service: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for f in files {
-        let v = by_service.entry(&f.service).or_default();
+        let v = by_service.entry(f.service.clone()).or_default();
         for a in &f.cost {
             v.extend(a.iter().flatten());
         }
     }
-    let mut p99 = BTreeMap::new();
-    for (service, mut costs) in by_service {
-        costs.sort_by(f64::total_cmp);
-        if let Some(p) = percentile_cont(&costs, 0.99) {
-            p99.insert(service.to_owned(), p);
-        }
-    }
+    let p99 = p99_by_service(&mut by_service);
+    drop(by_service);
     let mut rewritten = 0;
     for f in files {
-        let Some(&p) = p99.get(&f.service) else {
-            continue;
-        };
-        let want = |c: Option<f64>| c.is_some_and(|c| is_cost_spike(c, p, factor));
+        let p = p99.get(&f.service).copied();
         let stale = f.cost.iter().zip(&f.spike).any(|(c, s)| {
-            c.iter()
-                .zip(s.iter())
-                .any(|(c, s)| want(c) != s.unwrap_or(false))
+            c.iter().zip(s.iter()).any(|(c, s)| {
+                let want = matches!((c, p), (Some(c), Some(p)) if is_cost_spike(c, p, factor));
+                want != s.unwrap_or(false)
+            })
         });
         if !stale {
             continue;
@@ -383,20 +422,7 @@ fn apply_cost_spike(files: &[FileCosts], factor: f64) -> Result<(BTreeMap<String
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             continue;
         };
-        let idx = schema.index_of("cost_spike")?;
-        let expected: Vec<bool> = f.cost.iter().flat_map(|c| c.iter().map(want)).collect();
-        let mut fixed = Vec::new();
-        let mut at = 0;
-        for b in &batches {
-            let n = b.num_rows();
-            let Some(part) = expected.get(at..at + n) else {
-                bail!("{}: changed while it was read", f.path.display());
-            };
-            at += n;
-            let mut cols = b.columns().to_vec();
-            cols[idx] = Arc::new(BooleanArray::from(part.to_vec()));
-            fixed.push(Ok(RecordBatch::try_new(schema.clone(), cols)?));
-        }
+        let fixed = batches.iter().map(|b| set_cost_spike(b, p, factor));
         write_parquet(&f.path, &schema, fixed)?;
         rewritten += 1;
     }

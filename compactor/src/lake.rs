@@ -125,6 +125,8 @@ impl Lake {
     pub fn commit(&self, generation: &NewGeneration, manifest: &Manifest) -> Result<()> {
         let mut m = manifest.clone();
         m.generation = generation.number;
+        // Everything the generation holds is on disk before the link points to it.
+        sync_tree(&generation.dir)?;
         let bytes = serde_json::to_vec_pretty(&m)?;
         write_file_atomic(&generation.dir.join(MANIFEST), &bytes)?;
         sync_dir(&generation.dir)?;
@@ -250,6 +252,24 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
     Ok(())
+}
+
+/// Fsyncs the files written into `dir`'s tree (files also linked from an older
+/// generation were synced when that one was committed) and every directory.
+fn sync_tree(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            sync_tree(&entry.path())?;
+        } else if meta.nlink() == 1 {
+            std::fs::File::open(entry.path())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("fsync {}", entry.path().display()))?;
+        }
+    }
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

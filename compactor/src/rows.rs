@@ -165,6 +165,42 @@ pub fn silver_event_dir(e: &SilverEvent) -> String {
     format!("{}/service={}", date_dir(e.usage_date), e.service)
 }
 
+/// Partition directory names of events, formatted once per date and service rather
+/// than once per row.
+#[derive(Default)]
+pub struct DirNames {
+    dates: std::collections::HashMap<i32, String>,
+    services: std::collections::HashMap<i32, Vec<(String, String)>>,
+}
+
+impl DirNames {
+    /// `date=…` of a day number.
+    pub fn date(&mut self, days: i32) -> &str {
+        self.dates.entry(days).or_insert_with(|| date_dir(days))
+    }
+
+    /// `date=…` of a timestamp.
+    pub fn date_of_micros(&mut self, us: i64) -> &str {
+        match micros_to_date(us) {
+            Some(d) => self.date(date_to_days(d)),
+            None => "date=__HIVE_DEFAULT_PARTITION__",
+        }
+    }
+
+    /// `date=…/service=…` of a silver event.
+    pub fn silver(&mut self, e: &SilverEvent) -> &str {
+        let v = self.services.entry(e.usage_date).or_default();
+        let i = match v.iter().position(|(s, _)| *s == e.service) {
+            Some(i) => i,
+            None => {
+                v.push((e.service.clone(), silver_event_dir(e)));
+                v.len() - 1
+            }
+        };
+        &v[i].1
+    }
+}
+
 pub fn quarantine_row<'a>(
     out: &mut Vec<Cell<'a>>,
     source: Source,

@@ -2,7 +2,6 @@
 //! sink that routes rows to Hive partition directories and writes each directory's
 //! rows as one zstd Parquet file, and the readers the gold marts and merges use.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -224,8 +223,10 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes batches to `path` atomically: a temporary name in the same directory,
-/// fsynced, then renamed over `path`.
+/// Writes batches to `path` atomically: a temporary name in the same directory, then
+/// renamed over `path`. Not fsynced here: a generation's new files are synced together
+/// before it is switched to ([`crate::lake::Lake::commit`]), which is much cheaper
+/// than one sync per file.
 pub fn write_parquet(
     path: &Path,
     schema: &SchemaRef,
@@ -249,11 +250,8 @@ pub fn write_parquet(
         w.write(&b)
             .with_context(|| format!("write {}", tmp.display()))?;
     }
-    let file = w
-        .into_inner()
+    w.close()
         .with_context(|| format!("close {}", tmp.display()))?;
-    file.sync_all()
-        .with_context(|| format!("fsync {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
     Ok(rows)
 }
@@ -299,7 +297,7 @@ pub fn parquet_rows(path: &Path) -> Result<u64> {
 /// writing the same input again writes the same files.
 pub struct PartitionedSink {
     spec: Arc<TableSpec>,
-    dirs: BTreeMap<String, Rows>,
+    dirs: std::collections::HashMap<String, Rows>,
     rows: usize,
 }
 
@@ -307,7 +305,7 @@ impl PartitionedSink {
     pub fn new(spec: TableSpec) -> PartitionedSink {
         PartitionedSink {
             spec: Arc::new(spec),
-            dirs: BTreeMap::new(),
+            dirs: Default::default(),
             rows: 0,
         }
     }
@@ -318,12 +316,13 @@ impl PartitionedSink {
 
     /// Appends a row to the directory `dir` (`""` for an unpartitioned table).
     pub fn push(&mut self, dir: &str, cells: &[Cell]) -> Result<()> {
-        if !self.dirs.contains_key(dir) {
-            self.dirs
-                .insert(dir.to_owned(), Rows::new(self.spec.clone())?);
-        }
-        if let Some(rows) = self.dirs.get_mut(dir) {
-            rows.push(cells)?;
+        match self.dirs.get_mut(dir) {
+            Some(rows) => rows.push(cells)?,
+            None => {
+                let mut rows = Rows::new(self.spec.clone())?;
+                rows.push(cells)?;
+                self.dirs.insert(dir.to_owned(), rows);
+            }
         }
         self.rows += 1;
         Ok(())
@@ -336,13 +335,26 @@ impl PartitionedSink {
     /// Writes every directory's rows as `<root>/<table>/<dir>/<file_name>` and returns
     /// the files written.
     pub fn flush(&mut self, root: &Path, file_name: &str) -> Result<Vec<PathBuf>> {
+        self.flush_patched(root, file_name, &|_, b| Ok(b))
+    }
+
+    /// [`Self::flush`], with each directory's batch passed through `patch` (given the
+    /// directory) before it is written.
+    pub fn flush_patched(
+        &mut self,
+        root: &Path,
+        file_name: &str,
+        patch: &dyn Fn(&str, RecordBatch) -> Result<RecordBatch>,
+    ) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
-        for (dir, mut rows) in std::mem::take(&mut self.dirs) {
+        let mut dirs: Vec<_> = std::mem::take(&mut self.dirs).into_iter().collect();
+        dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        for (dir, mut rows) in dirs {
             if rows.is_empty() {
                 continue;
             }
             let path = table_dir(root, &self.spec.path, &dir).join(file_name);
-            let batch = rows.finish()?;
+            let batch = patch(&dir, rows.finish()?)?;
             write_parquet(&path, &self.spec.file_schema, [Ok(batch)])?;
             written.push(path);
         }

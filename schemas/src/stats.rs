@@ -14,6 +14,21 @@ pub fn percentile_cont(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[lo] + (sorted[hi] - sorted[lo]) * frac)
 }
 
+/// [`percentile_cont`] of values in any order, in linear time: the two closest ranks
+/// are selected rather than the whole slice sorted (which reorders `values`).
+pub fn percentile_cont_unsorted(values: &mut [f64], p: f64) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = p.clamp(0.0, 1.0) * (n - 1) as f64;
+    let lo = rank.floor() as usize;
+    let frac = rank - lo as f64;
+    let (_, &mut a, upper) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let b = upper.iter().copied().min_by(f64::total_cmp).unwrap_or(a);
+    Some(if frac == 0.0 { a } else { a + (b - a) * frac })
+}
+
 /// Default factor of the `cost_spike` flag and of the percentile anomaly method.
 pub const SPIKE_FACTOR: f64 = 1.5;
 
@@ -37,6 +52,27 @@ mod tests {
         assert!((percentile_cont(&v, 0.99).unwrap() - 3.97).abs() < 1e-12);
         assert_eq!(percentile_cont(&[], 0.5), None);
         assert_eq!(percentile_cont(&[7.0], 0.99), Some(7.0));
+    }
+
+    #[test]
+    fn unsorted_percentiles_equal_sorted_ones() {
+        let mut x = 17u64;
+        let mut v: Vec<f64> = (0..1001)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 40) as f64 / 7.0
+            })
+            .collect();
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        for p in [0.0, 0.5, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                percentile_cont_unsorted(&mut v, p),
+                percentile_cont(&sorted, p),
+                "p = {p}"
+            );
+        }
+        assert_eq!(percentile_cont_unsorted(&mut [], 0.5), None);
     }
 
     #[test]
