@@ -238,7 +238,8 @@ pub struct GoldOutcome {
     pub daily_rows: usize,
 }
 
-const SILVER_COLUMNS: [&str; 13] = [
+const SILVER_COLUMNS: [&str; 14] = [
+    "partition",
     "org_id",
     "usage_date",
     "metric",
@@ -260,7 +261,11 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
     let mut orgs = Interner::default();
     let mut services = Interner::default();
     let mut attrs: HashMap<u32, [String; 3]> = HashMap::new();
-    let mut daily: HashMap<(u32, i32, u32), UsageTotals> = HashMap::new();
+    // Sums per input partition first, each in offset order, then across partitions
+    // in partition order: floating-point sums then do not depend on how the rows
+    // were cut into files (one run or many, merged or not), and gold is the same
+    // bytes whatever the history of the lake.
+    let mut daily: HashMap<(u32, i32, u32, i32), UsageTotals> = HashMap::new();
     let mut files = Vec::new();
     for path in parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))? {
         let service = hive_value(&path, "service")
@@ -277,6 +282,9 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
             .with_context(|| format!("read {}", path.display()))?
         {
             let org = strings(&b, "org_id")?;
+            let part = column(&b, "partition")?
+                .as_primitive_opt::<arrow_array::types::Int32Type>()
+                .context("column partition is not an int32")?;
             let date = dates(&b, "usage_date")?;
             let metric = strings(&b, "metric")?;
             let value = f64s(&b, "value")?;
@@ -300,7 +308,7 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
                     ]
                 });
                 daily
-                    .entry((o, date.value(i), s))
+                    .entry((o, date.value(i), s, part.value(i)))
                     .or_default()
                     .add_row(&MeasureRow {
                         metric: metric.value(i),
@@ -327,7 +335,16 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
         }
         files.push(fc);
     }
-    let mut rows: Vec<DailyRow> = daily
+    let mut by_partition: Vec<_> = daily.into_iter().collect();
+    by_partition.sort_unstable_by_key(|(k, _)| *k);
+    let mut merged: Vec<((u32, i32, u32), UsageTotals)> = Vec::new();
+    for ((o, date, s, _), t) in by_partition {
+        match merged.last_mut() {
+            Some((k, total)) if *k == (o, date, s) => total.merge(&t),
+            _ => merged.push(((o, date, s), t)),
+        }
+    }
+    let mut rows: Vec<DailyRow> = merged
         .into_iter()
         .map(|((o, date, s), totals)| {
             let [org_name, industry, plan_tier] = attrs.get(&o).cloned().unwrap_or_default();

@@ -57,6 +57,20 @@ impl UsageTotals {
     }
 }
 
+impl UsageTotals {
+    /// Adds another set of totals (of disjoint events) to these.
+    pub fn merge(&mut self, o: &UsageTotals) {
+        self.events += o.events;
+        self.requests += o.requests;
+        self.cpu_hours += o.cpu_hours;
+        self.storage_gb_hours += o.storage_gb_hours;
+        self.cost_usd += o.cost_usd;
+        self.negative_cost_events += o.negative_cost_events;
+        self.genai_tokens += o.genai_tokens;
+        self.carbon_kg += o.carbon_kg;
+    }
+}
+
 /// The columns of a kept event that its sums read (from a [`SilverEvent`], or from a
 /// row of the silver Parquet files).
 #[derive(Debug, Clone, Copy)]

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use e2e::*;
+use eventlog::Log;
 use processor::FromOffset;
 use serde_json::{Value, json};
 
@@ -646,20 +647,17 @@ fn gold_marts_of(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>>
         .collect()
 }
 
-/// The sample split in two landing directories (the CSVs and half the event files,
-/// then the other half), compacted after each with merges forced on every run: the
-/// same gold as one `--reprocess-all` over everything.
-#[test]
-fn incremental_runs_with_merges_equal_reprocessing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    for d in [&a, &b] {
+/// The sample split into `n` landing directories: the CSVs in the first, the event
+/// files dealt out in turn.
+fn split_landing(dir: &Path, n: usize) -> Vec<std::path::PathBuf> {
+    let parts: Vec<_> = (0..n).map(|i| dir.join(format!("part{i}"))).collect();
+    for d in &parts {
         std::fs::create_dir_all(d.join("usage_events_stream")).unwrap();
     }
     for e in std::fs::read_dir(landing()).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), a.join(e.file_name())).unwrap();
+            std::fs::copy(e.path(), parts[0].join(e.file_name())).unwrap();
         }
     }
     let mut files: Vec<_> = std::fs::read_dir(landing().join("usage_events_stream"))
@@ -668,13 +666,20 @@ fn incremental_runs_with_merges_equal_reprocessing() {
         .collect();
     files.sort();
     for (i, f) in files.iter().enumerate() {
-        let to = if i % 2 == 0 { &a } else { &b };
-        std::fs::copy(
-            f,
-            to.join("usage_events_stream").join(f.file_name().unwrap()),
-        )
-        .unwrap();
+        let to = parts[i % n].join("usage_events_stream");
+        std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
     }
+    parts
+}
+
+/// The sample split in two landing directories (the CSVs and half the event files,
+/// then the other half), compacted after each with merges forced on every run: the
+/// same gold as one `--reprocess-all` over everything.
+#[test]
+fn incremental_runs_with_merges_equal_reprocessing() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = split_landing(dir.path(), 2);
+    let (a, b) = (&parts[0], &parts[1]);
     let data = dir.path().join("data");
     let log = open_log(&data);
     let settings = compactor::Settings {
@@ -682,10 +687,10 @@ fn incremental_runs_with_merges_equal_reprocessing() {
         flush_rows: 20_000,
         ..compactor_settings()
     };
-    replay(&log, &data, &a);
+    replay(&log, &data, a);
     process(&log, &data, FromOffset::Committed);
     let s1 = compact(&log, &data, &settings, false);
-    replay(&log, &data, &b);
+    replay(&log, &data, b);
     process(&log, &data, FromOffset::Committed);
     let s2 = compact(&log, &data, &settings, false);
     assert!(s1.events_in > 0 && s2.events_in > 0);
@@ -743,43 +748,55 @@ fn assert_lake_readable(lake: &Path) {
     }
 }
 
+/// Kills `compactor` runs at random moments: the first half incremental runs, each
+/// over a new part of the sample (so every run has work: new files, links of the
+/// previous generation, merges, `cost_spike` corrections), the second half
+/// `--reprocess-all` runs. After every kill the lake is complete and consistent; at
+/// the end, gold equals an uninterrupted run's.
 #[test]
 fn sigkill_at_random_moments_leaves_a_readable_lake_and_the_same_gold() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = open_log(&data);
-    replay(&log, &data, &landing());
-    process(&log, &data, FromOffset::Committed);
-    drop(log);
-    let lake = data.join("lake");
-
-    // The uninterrupted run, for reference.
-    let out = run_compactor(&data).arg("--once").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference = gold_files(&lake);
-    let started = std::time::Instant::now();
-    let out = run_compactor(&data)
-        .args(["--once", "--reprocess-all"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let full = started.elapsed();
-    assert!(gold_files(&lake) == reference);
-
     let kills: usize = std::env::var("CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let hi = (full.as_millis() as u64).max(200);
+        .unwrap_or(20)
+        .max(2);
+    let incremental = kills / 2;
+    let parts = split_landing(dir.path(), incremental);
+
+    // The uninterrupted run, for reference: the same parts replayed in the same order
+    // (so the log is the same, record for record), compacted once at the end.
+    let clean = dir.path().join("clean");
+    {
+        let log = open_log(&clean);
+        for part in &parts {
+            replay(&log, &clean, part);
+            process(&log, &clean, FromOffset::Committed);
+        }
+        compact(&log, &clean, &compactor_settings(), false);
+    }
+    let reference = gold_marts(&clean.join("lake"));
+
+    let data = dir.path().join("data");
+    // Merges on every run, so kills land in them too.
+    let config = dir.path().join("merge-often.toml");
+    std::fs::write(&config, "[compactor]\nmax_files_per_partition = 2\n").unwrap();
+    let lake = data.join("lake");
     let mut mid_run = 0;
-    for d in delays(kills, 11, 10, hi) {
+    for (i, d) in delays(kills, 11, 10, 1_500).into_iter().enumerate() {
+        let args: &[&str] = if i < incremental {
+            let log = open_log(&data);
+            replay(&log, &data, &parts[i]);
+            process(&log, &data, FromOffset::Committed);
+            &["--once"]
+        } else {
+            &["--once", "--reprocess-all"]
+        };
         let before = compactor::Lake::new(&lake).current().unwrap();
         let mut child = run_compactor(&data)
-            .args(["--once", "--reprocess-all"])
+            .arg("--config")
+            .arg(&config)
+            .args(args)
             .spawn()
             .unwrap();
         std::thread::sleep(d);
@@ -794,13 +811,13 @@ fn sigkill_at_random_moments_leaves_a_readable_lake_and_the_same_gold() {
             mid_run += 1;
         }
     }
-    eprintln!("{mid_run} of {kills} kills landed before the run switched generations");
+    eprintln!("{mid_run} of {kills} kills landed before their run switched generations");
     assert!(mid_run >= kills / 2, "only {mid_run} kills landed mid-run");
-    let out = run_compactor(&data).arg("--once").output().unwrap();
-    assert!(out.status.success());
-    // A kill may have landed after the switch: the lake is then already complete.
+    // The next run completes the work.
     let out = run_compactor(&data)
-        .args(["--once", "--reprocess-all"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--once")
         .output()
         .unwrap();
     assert!(
@@ -808,10 +825,21 @@ fn sigkill_at_random_moments_leaves_a_readable_lake_and_the_same_gold() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_lake_readable(&lake);
+    let gold = gold_marts(&lake);
+    let differing: Vec<_> = reference
+        .keys()
+        .chain(gold.keys())
+        .filter(|k| reference.get(*k) != gold.get(*k))
+        .collect();
+    if !differing.is_empty() && std::env::var_os("KEEP_CRASH_DIR").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
     assert!(
-        gold_files(&lake) == reference,
-        "gold differs after the kills"
+        differing.is_empty(),
+        "gold differs from the uninterrupted run's: {differing:?}"
     );
+    assert_eq!(count_true(&lake, "silver/usage_events", "cost_spike"), 94);
     // Unfinished generations were cleaned up: the current one and the one before.
     let gens = std::fs::read_dir(data.join("lake.gen"))
         .unwrap()
@@ -824,4 +852,48 @@ fn sigkill_at_random_moments_leaves_a_readable_lake_and_the_same_gold() {
         })
         .count();
     assert!(gens <= 2, "{gens} generations left behind");
+}
+
+/// `--every`: a running compactor picks up what the processor commits later.
+#[test]
+fn every_interval_compacts_new_input_as_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = split_landing(dir.path(), 2);
+    let data = dir.path().join("data");
+    let events_read = |data: &Path| -> u64 {
+        let acc = data.join("lake/gold/_accounting.json");
+        std::fs::read(acc)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["usage_events"]["read"].as_u64())
+            .unwrap_or(0)
+    };
+    let wait_for = |want: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while events_read(&data) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lake never reached {want} events read (has {})",
+                events_read(&data)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let log = open_log(&data);
+    replay(&log, &data, &parts[0]);
+    process(&log, &data, FromOffset::Committed);
+    let first: u64 = (0..4)
+        .map(|p| log.end_offset("raw.usage_events", p).unwrap())
+        .sum();
+    let mut child = run_compactor(&data)
+        .args(["--every", "200ms"])
+        .spawn()
+        .unwrap();
+    wait_for(first);
+    replay(&log, &data, &parts[1]);
+    process(&log, &data, FromOffset::Committed);
+    wait_for(43_200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(rows_in(&data.join("lake"), "silver/usage_events"), 43_163);
 }
