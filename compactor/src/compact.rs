@@ -607,9 +607,23 @@ where
         let source = Source::UsageEvents;
         let mut sinks = Sinks::new(source);
         let mut spare = Vec::new();
-        // The cost_spike distribution: the history's costs, then this run's.
-        let mut costs = gold::silver_costs(root)?;
+        // cost_spike when rows are written: with the last run's thresholds (the
+        // history's), or, on a first run, the p99 of the costs seen so far in this
+        // one (at most COSTS_KEPT of them). gold::compute then checks every file
+        // against the exact thresholds of the whole history and corrects the few
+        // that disagree.
+        const COSTS_KEPT: usize = 4_000_000;
+        let mut costs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut kept_costs = 0usize;
+        let collect = old.spike_thresholds.is_empty();
         let factor = self.settings.spike_factor;
+        let provisional = |costs: &mut BTreeMap<String, Vec<f64>>| {
+            if collect {
+                gold::p99_by_service(costs)
+            } else {
+                old.spike_thresholds.clone()
+            }
+        };
         // Positions summed over partitions: the range of the file names.
         let mut chunk_start: u64 = (0..ends.len() as u32)
             .map(|p| old.position(&topic, p))
@@ -654,7 +668,8 @@ where
                     match &d.outcome {
                         Ok((event, flags)) => {
                             // cost_spike is set when the rows are written (Sinks::flush).
-                            if !flags.cost_negative {
+                            if collect && !flags.cost_negative && kept_costs < COSTS_KEPT {
+                                kept_costs += 1;
                                 match costs.get_mut(&event.service) {
                                     Some(v) => v.push(event.cost_usd),
                                     None => {
@@ -675,7 +690,7 @@ where
                     done += 1;
                     if sinks.buffered() >= self.settings.flush_rows {
                         let f = Instant::now();
-                        let p99 = gold::p99_by_service(&mut costs);
+                        let p99 = provisional(&mut costs);
                         summary.files_written += sinks.flush(
                             root,
                             &file_name(&topic, chunk_start, done),
@@ -697,7 +712,7 @@ where
         })?;
         tracing::debug!(events = done, "usage events read; writing the last chunk");
         if done > chunk_start {
-            let p99 = gold::p99_by_service(&mut costs);
+            let p99 = provisional(&mut costs);
             summary.files_written += sinks.flush(
                 root,
                 &file_name(&topic, chunk_start, done),

@@ -222,15 +222,6 @@ pub struct DailyRow {
     pub totals: UsageTotals,
 }
 
-/// One silver file's cost columns, to check its `cost_spike` flags against the new
-/// thresholds.
-struct FileCosts {
-    path: std::path::PathBuf,
-    service: String,
-    cost: Vec<Float64Array>,
-    spike: Vec<BooleanArray>,
-}
-
 pub struct GoldOutcome {
     /// p99 of each service's kept, non-negative event costs.
     pub thresholds: BTreeMap<String, f64>,
@@ -255,9 +246,13 @@ const SILVER_COLUMNS: [&str; 14] = [
     "plan_tier",
 ];
 
-/// Reads the whole silver history once: the daily mart's sums, and each service's
-/// costs for the `cost_spike` threshold.
-fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
+/// Reads the whole silver history once: the daily mart's sums, and which files'
+/// `cost_spike` flags disagree with the thresholds `p99` (returned for rewriting).
+fn scan_silver(
+    root: &Path,
+    p99: &BTreeMap<String, f64>,
+    factor: f64,
+) -> Result<(Vec<DailyRow>, Vec<std::path::PathBuf>)> {
     let mut orgs = Interner::default();
     let mut services = Interner::default();
     let mut attrs: HashMap<u32, [String; 3]> = HashMap::new();
@@ -266,18 +261,14 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
     // were cut into files (one run or many, merged or not), and gold is the same
     // bytes whatever the history of the lake.
     let mut daily: HashMap<(u32, i32, u32, i32), UsageTotals> = HashMap::new();
-    let mut files = Vec::new();
+    let mut stale = Vec::new();
     for path in parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))? {
         let service = hive_value(&path, "service")
             .with_context(|| format!("{}: no service= in its path", path.display()))?
             .to_owned();
         let s = services.id(&service);
-        let mut fc = FileCosts {
-            path: path.clone(),
-            service: service.clone(),
-            cost: Vec::new(),
-            spike: Vec::new(),
-        };
+        let threshold = p99.get(&service).copied();
+        let mut is_stale = false;
         for b in read_parquet(&path, Some(&SILVER_COLUMNS))
             .with_context(|| format!("read {}", path.display()))?
         {
@@ -320,20 +311,16 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
                         carbon_kg: opt_f64(carbon, i),
                     });
             }
-            fc.cost.push(cost.clone());
-            fc.spike.push(bools(&b, "cost_spike")?.clone());
-            // Negative costs never enter the threshold's distribution: mask them out
-            // here so the spike check needs only these two arrays.
-            if let Some(last) = fc.cost.last_mut() {
-                let masked: Float64Array = last
-                    .iter()
-                    .zip(neg.iter())
-                    .map(|(c, n)| if n == Some(true) { None } else { c })
-                    .collect();
-                *last = masked;
-            }
+            let spike = bools(&b, "cost_spike")?;
+            is_stale |= (0..b.num_rows()).any(|i| {
+                let want = !neg.value(i)
+                    && threshold.is_some_and(|p| is_cost_spike(cost.value(i), p, factor));
+                want != spike.value(i)
+            });
         }
-        files.push(fc);
+        if is_stale {
+            stale.push(path);
+        }
     }
     let mut by_partition: Vec<_> = daily.into_iter().collect();
     by_partition.sort_unstable_by_key(|(k, _)| *k);
@@ -362,7 +349,7 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
     rows.sort_by(|a, b| {
         (a.usage_date, &a.org_id, &a.service).cmp(&(b.usage_date, &b.org_id, &b.service))
     });
-    Ok((rows, files))
+    Ok((rows, stale))
 }
 
 /// `cost_spike` (SPEC section 4) for one silver batch of one service: cost above
@@ -370,17 +357,19 @@ fn scan_silver(root: &Path) -> Result<(Vec<DailyRow>, Vec<FileCosts>)> {
 pub fn set_cost_spike(b: &RecordBatch, p99: Option<f64>, factor: f64) -> Result<RecordBatch> {
     let schema = b.schema();
     let idx = schema.index_of("cost_spike")?;
-    let cost = f64s(b, "cost_usd")?;
-    let spike: BooleanArray = cost
-        .iter()
-        .map(|c| Some(matches!((c, p99), (Some(c), Some(p)) if is_cost_spike(c, p, factor))))
+    let (cost, neg) = (f64s(b, "cost_usd")?, bools(b, "cost_negative")?);
+    let spike: BooleanArray = (0..b.num_rows())
+        .map(|i| {
+            Some(!neg.value(i) && p99.is_some_and(|p| is_cost_spike(cost.value(i), p, factor)))
+        })
         .collect();
     let mut cols = b.columns().to_vec();
     cols[idx] = Arc::new(spike);
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
-/// The p99 of each service's costs ([`percentile_cont_unsorted`] reorders them).
+/// The p99 of each service's costs in memory ([`percentile_cont_unsorted`] reorders
+/// them).
 pub fn p99_by_service(costs: &mut BTreeMap<String, Vec<f64>>) -> BTreeMap<String, f64> {
     costs
         .iter_mut()
@@ -388,62 +377,56 @@ pub fn p99_by_service(costs: &mut BTreeMap<String, Vec<f64>>) -> BTreeMap<String
         .collect()
 }
 
-/// Every kept, non-negative event cost in silver, by service: the distribution the
-/// `cost_spike` threshold is taken from.
-pub fn silver_costs(root: &Path) -> Result<BTreeMap<String, Vec<f64>>> {
-    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+/// The p99 (`percentile_cont`) of each service's kept, non-negative event costs over
+/// the whole silver history: exact, read from the files in a few passes of the cost
+/// columns ([`crate::select`]) rather than held in memory.
+pub fn spike_p99(root: &Path) -> Result<BTreeMap<String, f64>> {
+    let mut by_service: BTreeMap<String, Vec<std::path::PathBuf>> = BTreeMap::new();
     for path in parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))? {
         let service = hive_value(&path, "service")
             .with_context(|| format!("{}: no service= in its path", path.display()))?
             .to_owned();
-        let v = out.entry(service).or_default();
-        for b in read_parquet(&path, Some(&["cost_usd", "cost_negative"]))? {
+        by_service.entry(service).or_default().push(path);
+    }
+    let read = |path: &std::path::PathBuf, sink: &mut dyn FnMut(f64)| -> Result<()> {
+        for b in read_parquet(path, Some(&["cost_usd", "cost_negative"]))? {
             let (cost, neg) = (f64s(&b, "cost_usd")?, bools(&b, "cost_negative")?);
-            v.extend(
-                cost.iter()
-                    .zip(neg.iter())
-                    .filter(|(_, n)| *n != Some(true))
-                    .filter_map(|(c, _)| c),
-            );
+            for i in 0..b.num_rows() {
+                if !neg.value(i) {
+                    sink(cost.value(i));
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut out = BTreeMap::new();
+    for (service, files) in by_service {
+        if let Some(p) = crate::select::percentile_of_files(&files, 0.99, &read)? {
+            out.insert(service, p);
         }
     }
     Ok(out)
 }
 
-/// Checks every silver file's `cost_spike` flags against the whole history's
-/// thresholds and rewrites (in the new generation) the files that disagree: new
-/// events move a service's p99, and with it flags on older events.
-fn apply_cost_spike(files: &[FileCosts], factor: f64) -> Result<(BTreeMap<String, f64>, usize)> {
-    let mut by_service: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for f in files {
-        let v = by_service.entry(f.service.clone()).or_default();
-        for a in &f.cost {
-            v.extend(a.iter().flatten());
-        }
-    }
-    let p99 = p99_by_service(&mut by_service);
-    drop(by_service);
-    let mut rewritten = 0;
-    for f in files {
-        let p = p99.get(&f.service).copied();
-        let stale = f.cost.iter().zip(&f.spike).any(|(c, s)| {
-            c.iter().zip(s.iter()).any(|(c, s)| {
-                let want = matches!((c, p), (Some(c), Some(p)) if is_cost_spike(c, p, factor));
-                want != s.unwrap_or(false)
-            })
-        });
-        if !stale {
-            continue;
-        }
-        let batches = read_parquet(&f.path, None)?;
+/// Rewrites (in the new generation) silver files whose `cost_spike` flags disagree
+/// with the whole history's thresholds: new events move a service's p99, and with it
+/// flags on older events.
+fn rewrite_cost_spike(
+    files: &[std::path::PathBuf],
+    p99: &BTreeMap<String, f64>,
+    factor: f64,
+) -> Result<()> {
+    for path in files {
+        let service = hive_value(path, "service").unwrap_or_default();
+        let p = p99.get(service).copied();
+        let batches = read_parquet(path, None)?;
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             continue;
         };
         let fixed = batches.iter().map(|b| set_cost_spike(b, p, factor));
-        write_parquet(&f.path, &schema, fixed)?;
-        rewritten += 1;
+        write_parquet(path, &schema, fixed)?;
     }
-    Ok((p99, rewritten))
+    Ok(())
 }
 
 // ---- the marts -----------------------------------------------------------------------
@@ -648,9 +631,10 @@ pub fn compute(
     s: &Settings,
     _previous: &BTreeMap<String, f64>,
 ) -> Result<GoldOutcome> {
-    let (daily, files) = scan_silver(root)?;
-    let (thresholds, rewritten_files) = apply_cost_spike(&files, s.spike_factor)?;
-    drop(files);
+    let thresholds = spike_p99(root)?;
+    let (daily, stale) = scan_silver(root, &thresholds, s.spike_factor)?;
+    rewrite_cost_spike(&stale, &thresholds, s.spike_factor)?;
+    let rewritten_files = stale.len();
     let gold = root.join("gold");
     if gold.exists() {
         std::fs::remove_dir_all(&gold).with_context(|| format!("remove {}", gold.display()))?;

@@ -10,6 +10,7 @@ pub mod compact;
 pub mod gold;
 pub mod lake;
 pub mod rows;
+pub mod select;
 pub mod table;
 
 pub use compact::{Run, RunSummary};
