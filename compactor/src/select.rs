@@ -36,14 +36,13 @@ impl Target {
     }
 }
 
+/// Yields the values of one file to the sink.
+pub type ReadValues<'a> = dyn Fn(&PathBuf, &mut dyn FnMut(f64)) -> Result<()> + 'a;
+
 /// `percentile_cont(p)` (linear interpolation between the closest ranks) of the values
 /// that `read` yields from `files`; `read` is called once per file per pass, and must
 /// yield the same values each time. `None` when there are none.
-pub fn percentile_of_files(
-    files: &[PathBuf],
-    p: f64,
-    read: &dyn Fn(&PathBuf, &mut dyn FnMut(f64)) -> Result<()>,
-) -> Result<Option<f64>> {
+pub fn percentile_of_files(files: &[PathBuf], p: f64, read: &ReadValues) -> Result<Option<f64>> {
     let mut n = 0u64;
     let mut hist = vec![0u64; 1 << 16];
     for f in files {
