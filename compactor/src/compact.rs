@@ -264,6 +264,14 @@ fn parse_file_range(name: &str) -> Option<(&str, u64, u64)> {
     Some((topic, from.parse().ok()?, to.parse().ok()?))
 }
 
+/// What one event writer did.
+#[derive(Default)]
+struct GroupOut {
+    events_in: u64,
+    files_written: usize,
+    touched: BTreeSet<String>,
+}
+
 /// One raw usage event with what became of it, decoded for the writer.
 struct Decoded {
     lineage: Lineage,
@@ -305,6 +313,8 @@ struct Decoder<'a, L: Log> {
     t: &'a Targets,
     master: &'a MasterTables,
     reprocess_all: bool,
+    /// (this group, groups): the partitions `p` with `p % groups == group`.
+    group: (u32, u32),
 }
 
 impl<L: Log> Decoder<'_, L> {
@@ -321,12 +331,12 @@ impl<L: Log> Decoder<'_, L> {
         let mut batch = Vec::with_capacity(BATCH);
         // Every partition open at once, read in turns of BATCH records: the input
         // then advances through event time together, and a date's rows land in few
-        // files rather than one per partition.
+        // files rather than in one per partition and chunk.
         let mut parts = Vec::new();
         for (p, &end) in ends.iter().enumerate() {
             let p = p as u32;
             let from = old.position(topic, p);
-            if end <= from {
+            if end <= from || p % self.group.1 != self.group.0 {
                 continue;
             }
             let out_end = |topic: &str| {
@@ -360,9 +370,21 @@ impl<L: Log> Decoder<'_, L> {
                 )?,
             ));
         }
-        while !parts.is_empty() {
-            let mut i = 0;
-            while i < parts.len() {
+        let mut progress = vec![i64::MIN; parts.len()];
+        loop {
+            // The partition that is furthest behind: least event time at the end of
+            // its last turn (record timestamps are event times; each partition is in
+            // time order, and they hold different shares of the events, so turns by
+            // time keep them together). Lines without an event time carry their
+            // ingestion time, so one turn's end, not the next record, is the measure.
+            let mut next = None;
+            for (i, part) in parts.iter_mut().enumerate() {
+                if part.1.peek()?.is_some() && next.is_none_or(|(_, t)| progress[i] < t) {
+                    next = Some((i, progress[i]));
+                }
+            }
+            let Some((i, _)) = next else { break };
+            {
                 let (p, raw, silver, quarantine) = &mut parts[i];
                 let p = *p;
                 let mut turn = 0;
@@ -371,6 +393,7 @@ impl<L: Log> Decoder<'_, L> {
                         break;
                     };
                     turn += 1;
+                    progress[i] = rec.record.timestamp_ms;
                     let value = rec.record.value.clone();
                     let outcome = if self.reprocess_all {
                         match parse_event(&value) {
@@ -384,14 +407,17 @@ impl<L: Log> Decoder<'_, L> {
                         outcome_of(o, silver, quarantine)
                             .with_context(|| format!("{topic}/{p} offset {o}"))?
                     };
-                    let bronze = match &outcome {
-                        Ok(_) => Some(
-                            parse_event(&value)
-                                .map_err(|r| anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}"))?,
-                        ),
-                        Err(reason) if reason.in_bronze() => parse_event(&value).ok(),
-                        Err(_) => None,
-                    };
+                    let bronze =
+                        match &outcome {
+                            Ok((e, flags)) => match BronzeEvent::of_kept(e, flags) {
+                                Some(b) => Some(b),
+                                None => Some(parse_event(&value).map_err(|r| {
+                                    anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}")
+                                })?),
+                            },
+                            Err(reason) if reason.in_bronze() => parse_event(&value).ok(),
+                            Err(_) => None,
+                        };
                     // Free what the writer is done with, here where it was allocated.
                     while let Ok(done) = written.try_recv() {
                         drop(done);
@@ -409,11 +435,6 @@ impl<L: Log> Decoder<'_, L> {
                     {
                         return Ok(()); // the writer stopped (with its own error)
                     }
-                }
-                if turn < BATCH {
-                    parts.remove(i);
-                } else {
-                    i += 1;
                 }
             }
         }
@@ -583,9 +604,10 @@ where
         Ok(tables)
     }
 
-    /// Usage events, partition by partition: each raw record with its outcome, from
-    /// the processor's topics (incremental) or from the rules (`--reprocess-all`).
-    /// A second thread reads and decodes; this one builds rows and writes files.
+    /// Usage events: each raw record with its outcome, from the processor's topics
+    /// (incremental) or from the rules (`--reprocess-all`). The partitions are split
+    /// between two writers, each fed by its own decoding thread; reprocessing uses
+    /// one, so that its dedup sees every partition.
     #[allow(clippy::too_many_arguments)]
     fn events(
         &self,
@@ -597,13 +619,71 @@ where
         reprocess_all: bool,
         touched: &mut BTreeSet<String>,
         summary: &mut RunSummary,
-    ) -> Result<()>
-    where
-        L: Sync,
-        L::Reader: Send,
-    {
+    ) -> Result<()> {
         let topic = Source::UsageEvents.raw_topic();
         let ends = t.raw.get(&topic).cloned().unwrap_or_default();
+        let groups = if reprocess_all {
+            1
+        } else {
+            (ends.len() as u32).clamp(1, 2)
+        };
+        let results: Vec<Result<GroupOut>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..groups)
+                .map(|g| {
+                    scope.spawn(move || {
+                        self.event_group((g, groups), root, old, t, master, reprocess_all)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("an event writer panicked")))
+                })
+                .collect()
+        });
+        for r in results {
+            let r = r?;
+            summary.events_in += r.events_in;
+            summary.files_written += r.files_written;
+            touched.extend(r.touched);
+        }
+        for (p, &end) in ends.iter().enumerate() {
+            let p = p as u32;
+            m.set_position(&topic, p, end.max(old.position(&topic, p)));
+            for out in [SILVER_TOPIC, QUARANTINE_TOPIC] {
+                let e = t.out.get(out).and_then(|v| v.get(p as usize)).copied();
+                m.set_position(out, p, e.unwrap_or(0).max(old.position(out, p)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The partitions `p` with `p % groups.1 == groups.0`: decoded on a second thread,
+    /// written here.
+    fn event_group(
+        &self,
+        group: (u32, u32),
+        root: &Path,
+        old: &Manifest,
+        t: &Targets,
+        master: &MasterTables,
+        reprocess_all: bool,
+    ) -> Result<GroupOut> {
+        let topic = Source::UsageEvents.raw_topic();
+        let ends = t.raw.get(&topic).cloned().unwrap_or_default();
+        let mine = |p: u32| p % group.1 == group.0;
+        // Each writer's files carry its group in their names.
+        let label = if group.1 > 1 {
+            format!("{topic}~{}", group.0)
+        } else {
+            topic.clone()
+        };
+        let mut out = GroupOut::default();
+        let touched = &mut out.touched;
+        // The row budget is shared by the writers.
+        let flush_rows = (self.settings.flush_rows / group.1 as usize).max(1);
         let source = Source::UsageEvents;
         let mut sinks = Sinks::new(source);
         let mut spare = Vec::new();
@@ -626,6 +706,7 @@ where
         };
         // Positions summed over partitions: the range of the file names.
         let mut chunk_start: u64 = (0..ends.len() as u32)
+            .filter(|p| mine(*p))
             .map(|p| old.position(&topic, p))
             .sum();
         let mut done = chunk_start;
@@ -642,6 +723,7 @@ where
                 t,
                 master,
                 reprocess_all,
+                group,
             };
             scope.spawn(move || {
                 if let Err(e) = decoder.run(&tx, &done_rx) {
@@ -686,14 +768,14 @@ where
                         }
                     }
                     spare = recycle(cells);
-                    summary.events_in += 1;
+                    out.events_in += 1;
                     done += 1;
-                    if sinks.buffered() >= self.settings.flush_rows {
+                    if sinks.buffered() >= flush_rows {
                         let f = Instant::now();
                         let p99 = provisional(&mut costs);
-                        summary.files_written += sinks.flush(
+                        out.files_written += sinks.flush(
                             root,
-                            &file_name(&topic, chunk_start, done),
+                            &file_name(&label, chunk_start, done),
                             touched,
                             Some((&p99, factor)),
                         )?;
@@ -713,22 +795,15 @@ where
         tracing::debug!(events = done, "usage events read; writing the last chunk");
         if done > chunk_start {
             let p99 = provisional(&mut costs);
-            summary.files_written += sinks.flush(
+            out.files_written += sinks.flush(
                 root,
-                &file_name(&topic, chunk_start, done),
+                &file_name(&label, chunk_start, done),
                 touched,
                 Some((&p99, factor)),
             )?;
         }
-        for (p, &end) in ends.iter().enumerate() {
-            let p = p as u32;
-            m.set_position(&topic, p, end.max(old.position(&topic, p)));
-            for out in [SILVER_TOPIC, QUARANTINE_TOPIC] {
-                let e = t.out.get(out).and_then(|v| v.get(p as usize)).copied();
-                m.set_position(out, p, e.unwrap_or(0).max(old.position(out, p)));
-            }
-        }
-        Ok(())
+        let _ = ends;
+        Ok(out)
     }
 
     /// `speed/usage_windows` and `speed/late_events`, as the processor emitted them.

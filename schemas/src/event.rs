@@ -30,6 +30,31 @@ pub struct BronzeEvent {
     pub genai_tokens: Option<i64>,
 }
 
+impl BronzeEvent {
+    /// The bronze row of a kept v2 event, rebuilt from its silver record without
+    /// parsing the line again: a v2 line's carbon and tokens are kept as typed, and the
+    /// unit is the line's unless it was imputed (a kept event with no unit always has
+    /// a value, so `unit_imputed` says exactly when the line had none). `None` for v1:
+    /// silver drops the carbon and tokens a v1 line may carry, so parse the line.
+    pub fn of_kept(e: &SilverEvent, flags: &EventFlags) -> Option<BronzeEvent> {
+        (e.schema_version == 2).then(|| BronzeEvent {
+            event_id: e.event_id.clone(),
+            ts_micros: e.ts_micros,
+            org_id: Some(e.org_id.clone()),
+            resource_id: Some(e.resource_id.clone()),
+            service: Some(e.service.clone()),
+            region: Some(e.region.clone()),
+            metric: Some(e.metric.clone()),
+            value: e.value,
+            unit: (!flags.unit_imputed).then(|| e.unit.clone()),
+            cost_usd: e.cost_usd,
+            schema_version: e.schema_version,
+            carbon_kg: e.carbon_kg,
+            genai_tokens: e.genai_tokens,
+        })
+    }
+}
+
 /// Flags on a kept event. `cost_spike` is set only by the batch path, which alone sees
 /// the whole history (see [`crate::stats::is_cost_spike`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -517,3 +517,50 @@ fn repeated_key_is_a_parse_error() {
     let l = br#"{"event_id":"a","event_id":"b","timestamp":"2025-08-01T12:00:00Z"}"#;
     assert_eq!(reason(l), Some(Reason::ParseError));
 }
+
+#[test]
+fn bronze_of_a_kept_v2_event_equals_the_parsed_line() {
+    use schemas::BronzeEvent;
+    let lines = [
+        line(|_| {}),
+        line(|o| {
+            o.remove("unit");
+        }),
+        line(|o| {
+            o.insert("value".into(), serde_json::json!("7"));
+        }),
+        line(|o| {
+            o.insert("value".into(), serde_json::Value::Null);
+        }),
+        line(|o| {
+            o.insert("service".into(), serde_json::json!("genai"));
+            o.insert("resource_id".into(), serde_json::json!("res_g"));
+            o.insert("metric".into(), serde_json::json!("requests"));
+            o.insert("unit".into(), serde_json::json!("count"));
+            o.insert("genai_tokens".into(), serde_json::json!(1200));
+            o.insert("cost_usd_increment".into(), serde_json::json!(-3.0));
+        }),
+        line(|o| {
+            o.insert(
+                "timestamp".into(),
+                serde_json::json!("2025-08-01T14:00:00.25+02:00"),
+            );
+            o.remove("carbon_kg");
+        }),
+    ];
+    for l in &lines {
+        let (e, flags) = kept(l);
+        assert_eq!(
+            BronzeEvent::of_kept(&e, &flags),
+            Some(schemas::parse_event(l).unwrap()),
+            "{}",
+            String::from_utf8_lossy(l)
+        );
+    }
+    // v1: silver dropped the line's carbon and tokens; the line must be parsed.
+    let v1 = line(|o| {
+        o.insert("schema_version".into(), serde_json::json!(1));
+    });
+    let (e, flags) = kept(&v1);
+    assert_eq!(BronzeEvent::of_kept(&e, &flags), None);
+}
