@@ -39,3 +39,19 @@ for mart in "$PIPELINE_DATA_DIR"/lake/gold/*/; do
   n=$(find "$mart" -name '*.parquet' | wc -l)
   echo "   $(basename "$mart"): $n file(s)"
 done
+
+echo "== publishing the marts and the real-time view to the serving store ($PIPELINE_DATA_DIR/serving)"
+"$bin/serving" publish
+
+org=$("$bin/serving" query q4 --format csv | sed -n 2p | cut -d, -f1)
+echo "== the five dashboard queries for $org"
+echo "-- q1: daily cost and requests per service (first 15 rows)"
+"$bin/serving" query q1 --org "$org" | head -n 16
+echo "-- q2: top 3 services by cost over the org's last 14 days"
+"$bin/serving" query q2 --org "$org"
+echo "-- q3: critical tickets and SLA breach rate per day, last 30 days"
+"$bin/serving" query q3
+echo "-- q4: monthly revenue in USD"
+"$bin/serving" query q4 --org "$org"
+echo "-- q5: GenAI tokens and estimated cost per day"
+"$bin/serving" query q5 --org "$org" | head -n 16

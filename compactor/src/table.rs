@@ -405,3 +405,73 @@ pub fn hive_value<'p>(path: &'p Path, key: &str) -> Option<&'p str> {
         s.strip_prefix(key)?.strip_prefix('=')
     })
 }
+
+/// One row of a table as JSON values by column name.
+pub type JsonRow = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// Every row of the Parquet files under `dir`, with the Hive partition columns of
+/// their paths (dates `YYYY-MM-DD` and timestamps RFC 3339 as strings), in the order
+/// of the files.
+pub fn json_rows(dir: &Path) -> Result<Vec<JsonRow>> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    };
+    use serde_json::Value;
+    let mut out = Vec::new();
+    for path in parquet_files(dir)? {
+        let hive: Vec<(String, String)> = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .components()
+            .filter_map(|c| {
+                let s = c.as_os_str().to_str()?;
+                let (k, v) = s.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect();
+        for b in read_parquet(&path, None)? {
+            for i in 0..b.num_rows() {
+                let mut row = JsonRow::new();
+                for (f, a) in b.schema().fields().iter().zip(b.columns()) {
+                    let v = if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        match f.data_type() {
+                            DataType::Utf8 => Value::from(a.as_string::<i32>().value(i)),
+                            DataType::Float64 => {
+                                Value::from(a.as_primitive::<Float64Type>().value(i))
+                            }
+                            DataType::Int64 => Value::from(a.as_primitive::<Int64Type>().value(i)),
+                            DataType::Int32 => Value::from(a.as_primitive::<Int32Type>().value(i)),
+                            DataType::Boolean => Value::from(a.as_boolean().value(i)),
+                            DataType::Date32 => Value::from(
+                                schemas::time::days_to_date(
+                                    a.as_primitive::<Date32Type>().value(i),
+                                )
+                                .map(|d| d.to_string())
+                                .unwrap_or_default(),
+                            ),
+                            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                                Value::from(schemas::time::format_micros(
+                                    a.as_primitive::<TimestampMicrosecondType>().value(i),
+                                ))
+                            }
+                            DataType::Binary => Value::from(
+                                String::from_utf8_lossy(a.as_binary::<i32>().value(i)).into_owned(),
+                            ),
+                            other => bail!("{}: no JSON for type {other}", path.display()),
+                        }
+                    };
+                    row.insert(f.name().clone(), v);
+                }
+                for (k, v) in &hive {
+                    row.insert(k.clone(), Value::from(v.as_str()));
+                }
+                out.push(row);
+            }
+        }
+    }
+    Ok(out)
+}

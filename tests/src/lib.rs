@@ -198,65 +198,7 @@ pub fn gold_marts(lake: &Path) -> BTreeMap<String, Vec<u8>> {
 /// A table of the lake read back as rows of JSON values, with its Hive partition
 /// columns (dates and timestamps as strings, in the order of the files).
 pub fn lake_rows(lake: &Path, table: &str) -> Vec<BTreeMap<String, serde_json::Value>> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::*;
-    use arrow_schema::{DataType, TimeUnit};
-    use serde_json::Value;
-    let mut out = Vec::new();
-    for path in compactor::table::parquet_files(&lake.join(table)).unwrap() {
-        let hive: Vec<(String, String)> = path
-            .strip_prefix(lake.join(table))
-            .unwrap()
-            .components()
-            .filter_map(|c| {
-                let s = c.as_os_str().to_str()?;
-                let (k, v) = s.split_once('=')?;
-                Some((k.to_owned(), v.to_owned()))
-            })
-            .collect();
-        for b in compactor::table::read_parquet(&path, None).unwrap() {
-            for i in 0..b.num_rows() {
-                let mut row = BTreeMap::new();
-                for (f, a) in b.schema().fields().iter().zip(b.columns()) {
-                    let v = if a.is_null(i) {
-                        Value::Null
-                    } else {
-                        match f.data_type() {
-                            DataType::Utf8 => Value::from(a.as_string::<i32>().value(i)),
-                            DataType::Float64 => {
-                                Value::from(a.as_primitive::<Float64Type>().value(i))
-                            }
-                            DataType::Int64 => Value::from(a.as_primitive::<Int64Type>().value(i)),
-                            DataType::Int32 => Value::from(a.as_primitive::<Int32Type>().value(i)),
-                            DataType::Boolean => Value::from(a.as_boolean().value(i)),
-                            DataType::Date32 => Value::from(
-                                schemas::time::days_to_date(
-                                    a.as_primitive::<Date32Type>().value(i),
-                                )
-                                .unwrap()
-                                .to_string(),
-                            ),
-                            DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                                Value::from(schemas::time::format_micros(
-                                    a.as_primitive::<TimestampMicrosecondType>().value(i),
-                                ))
-                            }
-                            DataType::Binary => Value::from(
-                                String::from_utf8_lossy(a.as_binary::<i32>().value(i)).into_owned(),
-                            ),
-                            other => panic!("{table}: unexpected type {other}"),
-                        }
-                    };
-                    row.insert(f.name().clone(), v);
-                }
-                for (k, v) in &hive {
-                    row.insert(k.clone(), Value::from(v.as_str()));
-                }
-                out.push(row);
-            }
-        }
-    }
-    out
+    compactor::table::json_rows(&lake.join(table)).unwrap()
 }
 
 /// The Python with DuckDB the lake checks use: `PIPELINE_TEST_PYTHON` (which

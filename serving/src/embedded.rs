@@ -1,0 +1,164 @@
+//! The embedded serving store: one RocksDB database. A row lives under
+//! `table \0 partition \0 clustering...` (key columns joined with `\x1f`), its value the
+//! row as JSON, so a query's partition read with a clustering range is one prefix scan.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::{JsonRow, ServingStore, TableDef, key_text};
+
+const META: &str = "_meta";
+
+pub struct EmbeddedStore {
+    db: DB,
+}
+
+fn partition_prefix(table: &str, partition: &[&str]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(64);
+    k.extend_from_slice(table.as_bytes());
+    k.push(0);
+    k.extend_from_slice(partition.join("\x1f").as_bytes());
+    k.push(0);
+    k
+}
+
+fn row_key(table: &TableDef, row: &JsonRow) -> Vec<u8> {
+    let part: Vec<String> = table
+        .partition
+        .iter()
+        .map(|c| key_text(row.get(*c)))
+        .collect();
+    let part: Vec<&str> = part.iter().map(String::as_str).collect();
+    let mut k = partition_prefix(table.name, &part);
+    let clustering: Vec<String> = table
+        .clustering
+        .iter()
+        .map(|c| key_text(row.get(*c)))
+        .collect();
+    k.extend_from_slice(clustering.join("\x1f").as_bytes());
+    k
+}
+
+impl EmbeddedStore {
+    pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        std::fs::create_dir_all(dir).with_context(|| format!("serving store {}", dir.display()))?;
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        let db = DB::open(&o, dir).with_context(|| format!("serving store {}", dir.display()))?;
+        Ok(EmbeddedStore { db })
+    }
+
+    fn write(&self, b: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(b, &wo).context("serving store write")
+    }
+}
+
+impl ServingStore for EmbeddedStore {
+    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        let mut start = table.name.as_bytes().to_vec();
+        start.push(0);
+        let mut end = table.name.as_bytes().to_vec();
+        end.push(1);
+        b.delete_range(&start, &end);
+        for row in rows {
+            b.put(row_key(table, row), serde_json::to_vec(row)?);
+        }
+        self.write(b)
+    }
+
+    fn scan(
+        &self,
+        table: &TableDef,
+        partition: &[&str],
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<JsonRow>> {
+        let prefix = partition_prefix(table.name, partition);
+        let mut seek = prefix.clone();
+        if let Some(f) = from {
+            seek.extend_from_slice(f.as_bytes());
+        }
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&seek, Direction::Forward))
+        {
+            let (k, v) = item.context("serving store read")?;
+            let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if let Some(to) = to {
+                // The first clustering column: up to the first separator.
+                let first = rest.split(|b| *b == 0x1f).next().unwrap_or(rest);
+                if first > to.as_bytes() {
+                    break;
+                }
+            }
+            out.push(serde_json::from_slice(&v).context("serving store row")?);
+        }
+        Ok(out)
+    }
+
+    fn put_meta(&self, name: &str, value: &str) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.put(partition_prefix(META, &[name]), value.as_bytes());
+        self.write(b)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .db
+            .get(partition_prefix(META, &[name]))
+            .context("serving store read")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn row(org: &str, date: &str, service: &str, cost: f64) -> JsonRow {
+        let v = json!({"org_id": org, "usage_date": date, "service": service, "cost_usd": cost});
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn partitions_and_clustering_ranges() {
+        let t = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(t.path()).unwrap();
+        let rows = vec![
+            row("a", "2025-07-01", "compute", 1.0),
+            row("a", "2025-07-02", "compute", 2.0),
+            row("a", "2025-07-02", "storage", 3.0),
+            row("a", "2025-07-03", "compute", 4.0),
+            row("ab", "2025-07-02", "compute", 9.0),
+        ];
+        s.replace_table(&crate::DAILY, &rows).unwrap();
+        let got = s
+            .scan(
+                &crate::DAILY,
+                &["a"],
+                Some("2025-07-02"),
+                Some("2025-07-02"),
+            )
+            .unwrap();
+        assert_eq!(got, rows[1..3].to_vec());
+        // A partition is not a prefix of another's ("a" vs "ab").
+        assert_eq!(s.scan(&crate::DAILY, &["a"], None, None).unwrap().len(), 4);
+        // Replacing drops rows that are gone.
+        s.replace_table(&crate::DAILY, &rows[..1]).unwrap();
+        assert_eq!(s.scan(&crate::DAILY, &["a"], None, None).unwrap().len(), 1);
+        assert_eq!(s.scan(&crate::DAILY, &["ab"], None, None).unwrap().len(), 0);
+        s.put_meta("x", "1").unwrap();
+        assert_eq!(s.meta("x").unwrap().as_deref(), Some("1"));
+        assert_eq!(s.meta("y").unwrap(), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! The serving layer (SPEC section 7): gold marts and the real-time view published
+//! into a store whose tables are laid out query-first, and the five dashboard queries.
+//!
+//! Every table has a partition key and clustering columns, as in
+//! `serving/cql/schema.cql`; every query reads one partition with a range of its
+//! first clustering column. The embedded store (RocksDB) keeps rows under
+//! `table / partition / clustering` keys so that the same reads are prefix scans.
+
+pub mod embedded;
+pub mod publish;
+pub mod query;
+
+use anyhow::Result;
+pub use compactor::table::JsonRow;
+
+/// A serving table: its name and key columns (values of other columns ride along).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub partition: &'static [&'static str],
+    pub clustering: &'static [&'static str],
+}
+
+pub const DAILY: TableDef = TableDef {
+    name: "daily_usage_by_org",
+    partition: &["org_id"],
+    clustering: &["usage_date", "service"],
+};
+pub const SPEED_DAILY: TableDef = TableDef {
+    name: "speed_daily_usage_by_org",
+    partition: &["org_id"],
+    clustering: &["usage_date", "service"],
+};
+pub const TICKETS: TableDef = TableDef {
+    name: "tickets_by_severity_date",
+    partition: &["severity"],
+    clustering: &["created_date"],
+};
+pub const REVENUE_ORG: TableDef = TableDef {
+    name: "revenue_by_org_month",
+    partition: &["org_id"],
+    clustering: &["month"],
+};
+pub const REVENUE_ALL: TableDef = TableDef {
+    name: "revenue_by_month",
+    partition: &["year"],
+    clustering: &["month", "org_id"],
+};
+pub const GENAI: TableDef = TableDef {
+    name: "genai_tokens_by_org_date",
+    partition: &["org_id"],
+    clustering: &["usage_date"],
+};
+pub const TABLES: [TableDef; 6] = [DAILY, SPEED_DAILY, TICKETS, REVENUE_ORG, REVENUE_ALL, GENAI];
+
+/// The last day the batch path covered (`usage_date` of the daily mart).
+pub const META_BATCH_HIGH_WATER: &str = "batch_high_water";
+/// The latest `created_date` of `tickets_by_severity_date`.
+pub const META_TICKETS_LATEST: &str = "tickets_latest_date";
+/// The years of `revenue_by_month`'s partitions, comma-separated.
+pub const META_REVENUE_YEARS: &str = "revenue_years";
+
+/// Where serving rows live.
+pub trait ServingStore {
+    /// Replaces a table's rows with `rows`, atomically: a reader sees the old rows
+    /// or the new ones. Publishing the same rows again changes nothing.
+    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()>;
+    /// The rows of one partition whose first clustering column is within
+    /// `[from, to]` (either end open), in clustering order.
+    fn scan(
+        &self,
+        table: &TableDef,
+        partition: &[&str],
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<JsonRow>>;
+    fn put_meta(&self, name: &str, value: &str) -> Result<()>;
+    fn meta(&self, name: &str) -> Result<Option<String>>;
+}
+
+/// A key column's value as text (dates are `YYYY-MM-DD`, which sorts as dates do).
+pub fn key_text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Opens the store a serving URL names: `embedded:<dir>`, or (not built yet)
+/// `cassandra://host:port/keyspace`.
+pub fn open(url: &str) -> Result<embedded::EmbeddedStore> {
+    if let Some(dir) = url.strip_prefix("embedded:") {
+        return embedded::EmbeddedStore::open(std::path::Path::new(dir));
+    }
+    if url.starts_with("cassandra://") {
+        anyhow::bail!(
+            "serving URL {url}: the Cassandra/ScyllaDB backend is not built yet; use embedded:<dir>"
+        );
+    }
+    anyhow::bail!("serving URL {url}: expected embedded:<dir> or cassandra://host:port/keyspace")
+}

@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use eventlog::PipelineConfig;
+use serving::query::{self, QueryArgs};
+
+/// Gold marts and the real-time view -> the serving store; the five dashboard queries.
+#[derive(Parser)]
+#[command(name = "serving", version)]
+struct Cli {
+    /// The pipeline config file (default config/pipeline.toml, if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upserts every gold mart of the current lake and the real-time view
+    /// (speed.daily_usage) into the serving store.
+    Publish,
+    /// Answers one of the five dashboard queries (q1..q5).
+    Query {
+        /// q1 daily cost and requests | q2 top services | q3 critical tickets |
+        /// q4 monthly revenue | q5 GenAI tokens and cost
+        query: String,
+        #[arg(long)]
+        org: Option<String>,
+        /// First day (YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last day (YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// The window of q2 (default 14) and q3 (default 30), in days.
+        #[arg(long)]
+        days: Option<i64>,
+        /// How many services q2 returns (default 3).
+        #[arg(long)]
+        top: Option<usize>,
+        /// table | csv | json (JSON Lines with the mart's column names)
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+fn main() -> ExitCode {
+    eventlog::cli::main(|| run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(cli.config.as_deref())?;
+    let store = serving::open(&config.serving_url())?;
+    match cli.command {
+        Command::Publish => {
+            let log = config.open_log()?;
+            let report = serving::publish::publish(&store, &config.lake_dir(), &log)?;
+            tracing::info!(rows = ?report.rows, "published");
+        }
+        Command::Query {
+            query,
+            org,
+            from,
+            to,
+            days,
+            top,
+            format,
+        } => {
+            let args = QueryArgs {
+                org,
+                from,
+                to,
+                days,
+                top,
+            };
+            let answer = query::run(&store, &query, &args)?;
+            print!("{}", query::render(&answer, &format)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! The five dashboard queries (SPEC section 7), each one or two partition reads, and
+//! their output as a table, CSV or JSON Lines.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use crate::{
+    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_REVENUE_YEARS, META_TICKETS_LATEST,
+    REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
+};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryArgs {
+    pub org: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub days: Option<i64>,
+    pub top: Option<usize>,
+}
+
+/// A query's answer: its columns (the mart's names) and rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<JsonRow>,
+}
+
+fn date_text(d: Option<NaiveDate>) -> Option<String> {
+    d.map(|d| d.to_string())
+}
+
+fn org(args: &QueryArgs, q: &str) -> Result<String> {
+    args.org
+        .clone()
+        .with_context(|| format!("{q} needs --org ORG_ID"))
+}
+
+fn project(rows: Vec<JsonRow>, columns: &[&'static str]) -> Vec<JsonRow> {
+    rows.into_iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| ((*c).to_owned(), r.get(*c).cloned().unwrap_or(Value::Null)))
+                .collect()
+        })
+        .collect()
+}
+
+fn parse_day(s: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| format!("bad date {s:?}"))
+}
+
+/// The org's daily rows in `[from, to]`: batch rows up to the batch high-water mark,
+/// real-time rows after it (once batch covers a day, batch rows win).
+fn daily_rows(
+    store: &impl ServingStore,
+    org: &str,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<Vec<JsonRow>> {
+    let hw = store.meta(META_BATCH_HIGH_WATER)?;
+    let batch_to = match (&to, &hw) {
+        (Some(t), Some(h)) => Some(t.min(h).clone()),
+        (None, h) => h.clone(),
+        (t, None) => t.clone(),
+    };
+    let mut rows = match &hw {
+        Some(_) => store.scan(&DAILY, &[org], from.as_deref(), batch_to.as_deref())?,
+        None => Vec::new(),
+    };
+    let speed_from = match &hw {
+        Some(h) => {
+            let next = (parse_day(h)? + chrono::Duration::days(1)).to_string();
+            Some(match &from {
+                Some(f) if f > &next => f.clone(),
+                _ => next,
+            })
+        }
+        None => from.clone(),
+    };
+    rows.extend(store.scan(&SPEED_DAILY, &[org], speed_from.as_deref(), to.as_deref())?);
+    Ok(rows)
+}
+
+fn text<'r>(r: &'r JsonRow, c: &str) -> &'r str {
+    r.get(c).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn num(r: &JsonRow, c: &str) -> f64 {
+    r.get(c).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answer> {
+    match q {
+        // q1: daily cost and requests per service for one org over a date range.
+        "q1" => {
+            let org = org(args, q)?;
+            let columns = vec!["usage_date", "service", "cost_usd", "requests"];
+            let rows = daily_rows(store, &org, date_text(args.from), date_text(args.to))?;
+            Ok(Answer {
+                rows: project(rows, &columns),
+                columns,
+            })
+        }
+        // q2: top-N services by summed cost over the org's last N days, ending at its
+        // latest usage_date and including it.
+        "q2" => {
+            let org = org(args, q)?;
+            let days = args.days.unwrap_or(14).max(1);
+            let top = args.top.unwrap_or(3);
+            let rows = daily_rows(store, &org, None, None)?;
+            let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+            if let Some(latest) = rows.iter().map(|r| text(r, "usage_date")).max() {
+                let first = (parse_day(latest)? - chrono::Duration::days(days - 1)).to_string();
+                for r in rows
+                    .iter()
+                    .filter(|r| text(r, "usage_date") >= first.as_str())
+                {
+                    *sums.entry(text(r, "service").to_owned()).or_default() += num(r, "cost_usd");
+                }
+            }
+            let mut ranked: Vec<(String, f64)> = sums.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            ranked.truncate(top);
+            Ok(Answer {
+                columns: vec!["service", "cost_usd"],
+                rows: ranked
+                    .into_iter()
+                    .map(|(s, c)| {
+                        [
+                            ("service".to_owned(), Value::from(s)),
+                            ("cost_usd".to_owned(), Value::from(c)),
+                        ]
+                        .into_iter()
+                        .collect()
+                    })
+                    .collect(),
+            })
+        }
+        // q3: critical tickets and SLA breach rate per day over the last N days,
+        // ending at the latest created_date of tickets_by_severity_date.
+        "q3" => {
+            let days = args.days.unwrap_or(30).max(1);
+            let columns = vec![
+                "severity",
+                "created_date",
+                "tickets",
+                "open_tickets",
+                "sla_breached",
+                "sla_breach_rate",
+                "csat_avg",
+                "csat_responses",
+            ];
+            let rows = match store.meta(META_TICKETS_LATEST)? {
+                Some(latest) => {
+                    let first =
+                        (parse_day(&latest)? - chrono::Duration::days(days - 1)).to_string();
+                    store.scan(&TICKETS, &["critical"], Some(&first), Some(&latest))?
+                }
+                None => Vec::new(),
+            };
+            Ok(Answer {
+                rows: project(rows, &columns),
+                columns,
+            })
+        }
+        // q4: monthly revenue with credits and taxes, in USD, for one org or all.
+        "q4" => {
+            let columns = vec![
+                "org_id",
+                "month",
+                "invoice_id",
+                "currency",
+                "subtotal",
+                "credits",
+                "taxes",
+                "fx_applied",
+                "revenue_usd",
+                "taxes_usd",
+                "total_usd",
+            ];
+            let rows = match &args.org {
+                Some(org) => store.scan(&REVENUE_ORG, &[org], None, None)?,
+                None => {
+                    let years = store.meta(META_REVENUE_YEARS)?.unwrap_or_default();
+                    let mut rows = Vec::new();
+                    for y in years.split(',').filter(|y| !y.is_empty()) {
+                        rows.extend(store.scan(&REVENUE_ALL, &[y], None, None)?);
+                    }
+                    rows
+                }
+            };
+            Ok(Answer {
+                rows: project(rows, &columns),
+                columns,
+            })
+        }
+        // q5: GenAI tokens and estimated cost per day for one org.
+        "q5" => {
+            let org = org(args, q)?;
+            let columns = vec![
+                "org_id",
+                "usage_date",
+                "genai_events",
+                "total_tokens",
+                "genai_cost_usd",
+            ];
+            let (from, to) = (date_text(args.from), date_text(args.to));
+            let hw = store.meta(META_BATCH_HIGH_WATER)?;
+            let mut rows = match &hw {
+                Some(h) => {
+                    let batch_to = to.as_ref().map_or(h.clone(), |t| t.min(h).clone());
+                    store.scan(&GENAI, &[&org], from.as_deref(), Some(&batch_to))?
+                }
+                None => Vec::new(),
+            };
+            // Days after the batch: the real-time view's genai rows.
+            for r in daily_rows(store, &org, from, to)? {
+                let date = text(&r, "usage_date");
+                if text(&r, "service") != "genai" || hw.as_deref().is_some_and(|h| date <= h) {
+                    continue;
+                }
+                rows.push(
+                    [
+                        ("org_id", Value::from(org.as_str())),
+                        ("usage_date", Value::from(date)),
+                        ("genai_events", r["events"].clone()),
+                        ("total_tokens", r["genai_tokens"].clone()),
+                        ("genai_cost_usd", r["cost_usd"].clone()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+                );
+            }
+            Ok(Answer {
+                rows: project(rows, &columns),
+                columns,
+            })
+        }
+        other => bail!("unknown query {other:?}: expected q1, q2, q3, q4 or q5"),
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The answer as `table`, `csv` or `json` (JSON Lines, the mart's column names).
+pub fn render(a: &Answer, format: &str) -> Result<String> {
+    let mut out = String::new();
+    match format {
+        "json" => {
+            // Fields in the query's column order.
+            for r in &a.rows {
+                let fields = a
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let v = r.get(*c).unwrap_or(&Value::Null);
+                        Ok(format!(
+                            "{}:{}",
+                            serde_json::to_string(c)?,
+                            serde_json::to_string(v)?
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out.push('{');
+                out.push_str(&fields.join(","));
+                out.push_str("}\n");
+            }
+        }
+        "csv" => {
+            out.push_str(&a.columns.join(","));
+            out.push('\n');
+            for r in &a.rows {
+                let cells: Vec<String> = a
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let s = cell(r.get(*c).unwrap_or(&Value::Null));
+                        if s.contains([',', '"', '\n']) {
+                            format!("\"{}\"", s.replace('"', "\"\""))
+                        } else {
+                            s
+                        }
+                    })
+                    .collect();
+                out.push_str(&cells.join(","));
+                out.push('\n');
+            }
+        }
+        "table" => {
+            // For people: decimals rounded to 4 places (csv and json keep every digit).
+            let shown = |v: &Value| match v {
+                Value::Number(n) if n.is_f64() => {
+                    let s = format!("{:.4}", n.as_f64().unwrap_or_default());
+                    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+                }
+                other => cell(other),
+            };
+            let cells: Vec<Vec<String>> = a
+                .rows
+                .iter()
+                .map(|r| {
+                    a.columns
+                        .iter()
+                        .map(|c| shown(r.get(*c).unwrap_or(&Value::Null)))
+                        .collect()
+                })
+                .collect();
+            let widths: Vec<usize> = a
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cells.iter().map(|r| r[i].len()).fold(c.len(), usize::max))
+                .collect();
+            let line = |vals: Vec<&str>| {
+                vals.iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_owned()
+            };
+            out.push_str(&line(a.columns.clone()));
+            out.push('\n');
+            for r in &cells {
+                out.push_str(&line(r.iter().map(String::as_str).collect()));
+                out.push('\n');
+            }
+            out.push_str(&format!("({} rows)\n", a.rows.len()));
+        }
+        other => bail!("unknown format {other:?}: expected table, csv or json"),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let a = Answer {
+            columns: vec!["service", "cost_usd"],
+            rows: vec![
+                serde_json::from_value(serde_json::json!({"service": "a,b", "cost_usd": 1.5}))
+                    .unwrap(),
+            ],
+        };
+        assert_eq!(
+            render(&a, "csv").unwrap(),
+            "service,cost_usd\n\"a,b\",1.5\n"
+        );
+        assert_eq!(
+            render(&a, "json").unwrap(),
+            "{\"service\":\"a,b\",\"cost_usd\":1.5}\n"
+        );
+        let t = render(&a, "table").unwrap();
+        assert!(t.contains("(1 rows)") && t.contains("a,b      1.5"), "{t}");
+        assert!(render(&a, "xml").is_err());
+    }
+}
