@@ -6,6 +6,7 @@
 //! first clustering column. The embedded store (RocksDB) keeps rows under
 //! `table / partition / clustering` keys so that the same reads are prefix scans.
 
+pub mod cassandra;
 pub mod embedded;
 pub mod publish;
 pub mod query;
@@ -13,43 +14,144 @@ pub mod query;
 use anyhow::Result;
 pub use compactor::table::JsonRow;
 
-/// A serving table: its name and key columns (values of other columns ride along).
+/// A serving table: its name, key columns, and every column with its CQL type, in
+/// the order of `serving/cql/schema.cql` (a test holds the two together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableDef {
     pub name: &'static str,
     pub partition: &'static [&'static str],
     pub clustering: &'static [&'static str],
+    pub columns: &'static [(&'static str, Cql)],
 }
+
+/// The CQL types the serving tables use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cql {
+    Text,
+    Date,
+    Double,
+    Bigint,
+    Int,
+    Boolean,
+}
+
+impl Cql {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cql::Text => "text",
+            Cql::Date => "date",
+            Cql::Double => "double",
+            Cql::Bigint => "bigint",
+            Cql::Int => "int",
+            Cql::Boolean => "boolean",
+        }
+    }
+}
+
+use Cql::{Bigint, Boolean, Date, Double, Int, Text};
+
+const DAILY_COLUMNS: &[(&str, Cql)] = &[
+    ("org_id", Text),
+    ("usage_date", Date),
+    ("service", Text),
+    ("org_name", Text),
+    ("industry", Text),
+    ("plan_tier", Text),
+    ("events", Bigint),
+    ("requests", Double),
+    ("cpu_hours", Double),
+    ("storage_gb_hours", Double),
+    ("cost_usd", Double),
+    ("negative_cost_events", Bigint),
+    ("genai_tokens", Bigint),
+    ("carbon_kg", Double),
+];
+
+const REVENUE_ORG_COLUMNS: &[(&str, Cql)] = &[
+    ("org_id", Text),
+    ("month", Date),
+    ("invoice_id", Text),
+    ("currency", Text),
+    ("subtotal", Double),
+    ("credits", Double),
+    ("taxes", Double),
+    ("exchange_rate_to_usd", Double),
+    ("fx_applied", Double),
+    ("revenue_usd", Double),
+    ("taxes_usd", Double),
+    ("total_usd", Double),
+    ("sign_mismatch", Boolean),
+    ("fx_overridden", Boolean),
+];
+
+const REVENUE_ALL_COLUMNS: &[(&str, Cql)] = &[
+    ("year", Int),
+    ("month", Date),
+    ("org_id", Text),
+    ("invoice_id", Text),
+    ("currency", Text),
+    ("subtotal", Double),
+    ("credits", Double),
+    ("taxes", Double),
+    ("exchange_rate_to_usd", Double),
+    ("fx_applied", Double),
+    ("revenue_usd", Double),
+    ("taxes_usd", Double),
+    ("total_usd", Double),
+    ("sign_mismatch", Boolean),
+    ("fx_overridden", Boolean),
+];
 
 pub const DAILY: TableDef = TableDef {
     name: "daily_usage_by_org",
     partition: &["org_id"],
     clustering: &["usage_date", "service"],
+    columns: DAILY_COLUMNS,
 };
 pub const SPEED_DAILY: TableDef = TableDef {
     name: "speed_daily_usage_by_org",
     partition: &["org_id"],
     clustering: &["usage_date", "service"],
+    columns: DAILY_COLUMNS,
 };
 pub const TICKETS: TableDef = TableDef {
     name: "tickets_by_severity_date",
     partition: &["severity"],
     clustering: &["created_date"],
+    columns: &[
+        ("severity", Text),
+        ("created_date", Date),
+        ("tickets", Bigint),
+        ("open_tickets", Bigint),
+        ("sla_breached", Bigint),
+        ("sla_breach_rate", Double),
+        ("csat_avg", Double),
+        ("csat_responses", Bigint),
+    ],
 };
 pub const REVENUE_ORG: TableDef = TableDef {
     name: "revenue_by_org_month",
     partition: &["org_id"],
     clustering: &["month"],
+    columns: REVENUE_ORG_COLUMNS,
 };
 pub const REVENUE_ALL: TableDef = TableDef {
     name: "revenue_by_month",
     partition: &["year"],
     clustering: &["month", "org_id"],
+    columns: REVENUE_ALL_COLUMNS,
 };
 pub const GENAI: TableDef = TableDef {
     name: "genai_tokens_by_org_date",
     partition: &["org_id"],
     clustering: &["usage_date"],
+    columns: &[
+        ("org_id", Text),
+        ("usage_date", Date),
+        ("genai_events", Bigint),
+        ("total_tokens", Bigint),
+        ("genai_cost_usd", Double),
+    ],
 };
 pub const TABLES: [TableDef; 6] = [DAILY, SPEED_DAILY, TICKETS, REVENUE_ORG, REVENUE_ALL, GENAI];
 
