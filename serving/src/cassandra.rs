@@ -158,7 +158,7 @@ pub fn schema_statements(keyspace: &str, replication: &str) -> Vec<String> {
 
 /// The prepared upsert of a table's rows (an INSERT is an upsert in CQL).
 pub fn insert_cql(keyspace: &str, t: &TableDef) -> String {
-    let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+    let cols: Vec<&str> = t.columns().map(|(c, _)| *c).collect();
     let marks = vec!["?"; cols.len()].join(", ");
     format!(
         "INSERT INTO {keyspace}.{} ({}) VALUES ({marks})",
@@ -169,7 +169,7 @@ pub fn insert_cql(keyspace: &str, t: &TableDef) -> String {
 
 /// The read of one partition, with a range of the first clustering column.
 pub fn select_cql(keyspace: &str, t: &TableDef, from: bool, to: bool) -> String {
-    let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+    let cols: Vec<&str> = t.columns().map(|(c, _)| *c).collect();
     let mut q = format!(
         "SELECT {} FROM {keyspace}.{} WHERE ",
         cols.join(", "),
@@ -204,8 +204,7 @@ pub enum Bound {
 /// missing other column is null.
 pub fn bind_values(t: &TableDef, row: &JsonRow) -> Result<Vec<Bound>> {
     let is_key = |c: &str| t.partition.contains(&c) || t.clustering.contains(&c);
-    t.columns
-        .iter()
+    t.columns()
         .map(|(c, ty)| {
             let v = row.get(*c).unwrap_or(&Value::Null);
             let bad = || anyhow::anyhow!("{}.{c}: {v} is not a {}", t.name, ty.name());
@@ -359,7 +358,7 @@ mod tests {
                 .iter()
                 .find(|s| s.contains(&format!("ks1.{} (", t.name)))
                 .unwrap_or_else(|| panic!("no CREATE TABLE for {}", t.name));
-            for (c, ty) in t.columns {
+            for (c, ty) in t.columns() {
                 assert!(
                     create.contains(&format!("{c} {}", ty.name())),
                     "{}: column {c} {} missing from schema.cql",

@@ -21,7 +21,17 @@ pub struct TableDef {
     pub name: &'static str,
     pub partition: &'static [&'static str],
     pub clustering: &'static [&'static str],
-    pub columns: &'static [(&'static str, Cql)],
+    /// The partition and clustering columns with their types, in key order.
+    pub keys: &'static [(&'static str, Cql)],
+    /// The other columns.
+    pub values: &'static [(&'static str, Cql)],
+}
+
+impl TableDef {
+    /// Every column with its type: the keys, then the values.
+    pub fn columns(&self) -> impl Iterator<Item = &(&'static str, Cql)> {
+        self.keys.iter().chain(self.values)
+    }
 }
 
 /// The CQL types the serving tables use.
@@ -50,10 +60,9 @@ impl Cql {
 
 use Cql::{Bigint, Boolean, Date, Double, Int, Text};
 
-const DAILY_COLUMNS: &[(&str, Cql)] = &[
-    ("org_id", Text),
-    ("usage_date", Date),
-    ("service", Text),
+const DAILY_KEYS: &[(&str, Cql)] = &[("org_id", Text), ("usage_date", Date), ("service", Text)];
+
+const DAILY_VALUES: &[(&str, Cql)] = &[
     ("org_name", Text),
     ("industry", Text),
     ("plan_tier", Text),
@@ -67,27 +76,7 @@ const DAILY_COLUMNS: &[(&str, Cql)] = &[
     ("carbon_kg", Double),
 ];
 
-const REVENUE_ORG_COLUMNS: &[(&str, Cql)] = &[
-    ("org_id", Text),
-    ("month", Date),
-    ("invoice_id", Text),
-    ("currency", Text),
-    ("subtotal", Double),
-    ("credits", Double),
-    ("taxes", Double),
-    ("exchange_rate_to_usd", Double),
-    ("fx_applied", Double),
-    ("revenue_usd", Double),
-    ("taxes_usd", Double),
-    ("total_usd", Double),
-    ("sign_mismatch", Boolean),
-    ("fx_overridden", Boolean),
-];
-
-const REVENUE_ALL_COLUMNS: &[(&str, Cql)] = &[
-    ("year", Int),
-    ("month", Date),
-    ("org_id", Text),
+const INVOICE_VALUES: &[(&str, Cql)] = &[
     ("invoice_id", Text),
     ("currency", Text),
     ("subtotal", Double),
@@ -106,21 +95,22 @@ pub const DAILY: TableDef = TableDef {
     name: "daily_usage_by_org",
     partition: &["org_id"],
     clustering: &["usage_date", "service"],
-    columns: DAILY_COLUMNS,
+    keys: DAILY_KEYS,
+    values: DAILY_VALUES,
 };
 pub const SPEED_DAILY: TableDef = TableDef {
     name: "speed_daily_usage_by_org",
     partition: &["org_id"],
     clustering: &["usage_date", "service"],
-    columns: DAILY_COLUMNS,
+    keys: DAILY_KEYS,
+    values: DAILY_VALUES,
 };
 pub const TICKETS: TableDef = TableDef {
     name: "tickets_by_severity_date",
     partition: &["severity"],
     clustering: &["created_date"],
-    columns: &[
-        ("severity", Text),
-        ("created_date", Date),
+    keys: &[("severity", Text), ("created_date", Date)],
+    values: &[
         ("tickets", Bigint),
         ("open_tickets", Bigint),
         ("sla_breached", Bigint),
@@ -133,21 +123,22 @@ pub const REVENUE_ORG: TableDef = TableDef {
     name: "revenue_by_org_month",
     partition: &["org_id"],
     clustering: &["month"],
-    columns: REVENUE_ORG_COLUMNS,
+    keys: &[("org_id", Text), ("month", Date)],
+    values: INVOICE_VALUES,
 };
 pub const REVENUE_ALL: TableDef = TableDef {
     name: "revenue_by_month",
     partition: &["year"],
     clustering: &["month", "org_id"],
-    columns: REVENUE_ALL_COLUMNS,
+    keys: &[("year", Int), ("month", Date), ("org_id", Text)],
+    values: INVOICE_VALUES,
 };
 pub const GENAI: TableDef = TableDef {
     name: "genai_tokens_by_org_date",
     partition: &["org_id"],
     clustering: &["usage_date"],
-    columns: &[
-        ("org_id", Text),
-        ("usage_date", Date),
+    keys: &[("org_id", Text), ("usage_date", Date)],
+    values: &[
         ("genai_events", Bigint),
         ("total_tokens", Bigint),
         ("genai_cost_usd", Double),
