@@ -1,7 +1,7 @@
 //! The Cassandra/ScyllaDB backend: what it sends, how it groups and retries writes,
-//! and how it is configured. These are plain functions, tested here without a
-//! cluster; the session that executes them through the `scylla` driver is the next
-//! step (`serving::open` refuses `cassandra://` URLs until then).
+//! and how it is configured (plain functions, tested here without a cluster), and the
+//! [`CassandraStore`] that runs them through the `scylla` driver (tested against a
+//! live cluster when `CASSANDRA_URI` is set).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -207,26 +207,33 @@ pub fn bind_values(t: &TableDef, row: &JsonRow) -> Result<Vec<Bound>> {
     t.columns()
         .map(|(c, ty)| {
             let v = row.get(*c).unwrap_or(&Value::Null);
-            let bad = || anyhow::anyhow!("{}.{c}: {v} is not a {}", t.name, ty.name());
-            Ok(match (ty, v) {
-                (_, Value::Null) if is_key(c) => bail!("{}: key column {c} is null", t.name),
-                (_, Value::Null) => Bound::Null,
-                (Cql::Text, Value::String(s)) => Bound::Text(s.clone()),
-                (Cql::Date, Value::String(s)) => {
-                    Bound::Date(NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?)
-                }
-                (Cql::Double, Value::Number(n)) => Bound::Double(n.as_f64().ok_or_else(bad)?),
-                (Cql::Bigint, Value::Number(n)) => Bound::Bigint(n.as_i64().ok_or_else(bad)?),
-                (Cql::Int, Value::Number(n)) => Bound::Int(
-                    n.as_i64()
-                        .and_then(|i| i32::try_from(i).ok())
-                        .ok_or_else(bad)?,
-                ),
-                (Cql::Boolean, Value::Bool(b)) => Bound::Boolean(*b),
-                _ => return Err(bad()),
-            })
+            if v.is_null() && is_key(c) {
+                bail!("{}: key column {c} is null", t.name);
+            }
+            bound_value(*ty, v).with_context(|| format!("{}.{c}", t.name))
         })
         .collect()
+}
+
+/// One JSON value as its column's CQL type.
+pub fn bound_value(ty: Cql, v: &Value) -> Result<Bound> {
+    let bad = || anyhow::anyhow!("{v} is not a {}", ty.name());
+    Ok(match (ty, v) {
+        (_, Value::Null) => Bound::Null,
+        (Cql::Text, Value::String(s)) => Bound::Text(s.clone()),
+        (Cql::Date, Value::String(s)) => {
+            Bound::Date(NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?)
+        }
+        (Cql::Double, Value::Number(n)) => Bound::Double(n.as_f64().ok_or_else(bad)?),
+        (Cql::Bigint, Value::Number(n)) => Bound::Bigint(n.as_i64().ok_or_else(bad)?),
+        (Cql::Int, Value::Number(n)) => Bound::Int(
+            n.as_i64()
+                .and_then(|i| i32::try_from(i).ok())
+                .ok_or_else(bad)?,
+        ),
+        (Cql::Boolean, Value::Bool(b)) => Bound::Boolean(*b),
+        _ => return Err(bad()),
+    })
 }
 
 /// Rows grouped by partition key, each group cut into batches of at most `max` rows:
@@ -296,6 +303,286 @@ impl Backoff {
             .saturating_mul(1u32 << attempt.min(20))
             .min(self.max);
         Some(cap.mul_f64(unit.clamp(0.0, 1.0)))
+    }
+}
+
+// ---- the session ----------------------------------------------------------------
+
+/// A bound value as the driver sends it (`None` is null).
+fn cql_value(b: Bound) -> Option<scylla::value::CqlValue> {
+    use scylla::value::{CqlDate, CqlValue};
+    Some(match b {
+        Bound::Null => return None,
+        Bound::Text(s) => CqlValue::Text(s),
+        Bound::Date(d) => {
+            let days = schemas::time::date_to_days(d);
+            CqlValue::Date(CqlDate((i64::from(days) + (1i64 << 31)) as u32))
+        }
+        Bound::Double(v) => CqlValue::Double(v),
+        Bound::Bigint(v) => CqlValue::BigInt(v),
+        Bound::Int(v) => CqlValue::Int(v),
+        Bound::Boolean(v) => CqlValue::Boolean(v),
+    })
+}
+
+/// A value read back, as the JSON the queries work with (dates as `YYYY-MM-DD`).
+fn json_value(v: Option<scylla::value::CqlValue>) -> Value {
+    use scylla::value::CqlValue;
+    match v {
+        None => Value::Null,
+        Some(CqlValue::Text(s) | CqlValue::Ascii(s)) => Value::from(s),
+        Some(CqlValue::Double(d)) => Value::from(d),
+        Some(CqlValue::BigInt(i)) => Value::from(i),
+        Some(CqlValue::Int(i)) => Value::from(i),
+        Some(CqlValue::Boolean(b)) => Value::from(b),
+        Some(CqlValue::Date(d)) => {
+            let days = (i64::from(d.0) - (1i64 << 31)) as i32;
+            schemas::time::days_to_date(days).map_or(Value::Null, |d| Value::from(d.to_string()))
+        }
+        Some(other) => Value::from(format!("{other:?}")),
+    }
+}
+
+/// How a driver error bears on retrying. The driver retries what it safely can
+/// itself; this outer policy adds backoff for the cluster being briefly unable.
+fn failure_of(e: &(dyn std::error::Error + 'static)) -> Failure {
+    let text = e.to_string().to_ascii_lowercase();
+    if text.contains("unavailable") {
+        Failure::Unavailable
+    } else if text.contains("overloaded") {
+        Failure::Overloaded
+    } else if text.contains("timeout") || text.contains("timed out") {
+        Failure::Timeout
+    } else {
+        Failure::Fatal
+    }
+}
+
+/// A cheap uniform number in [0, 1) for jitter.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The serving store on Cassandra/ScyllaDB.
+pub struct CassandraStore {
+    rt: tokio::runtime::Runtime,
+    session: scylla::client::session::Session,
+    settings: CassandraSettings,
+}
+
+impl CassandraStore {
+    /// Connects, and creates the keyspace and tables if they do not exist.
+    pub fn connect(settings: CassandraSettings) -> Result<CassandraStore> {
+        if settings.tls_ca.is_some() || settings.tls_cert.is_some() {
+            bail!("TLS to Cassandra is not supported by this build yet (PIPELINE_CASSANDRA_TLS_*)");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .enable_io()
+            .build()
+            .context("starting the Cassandra client runtime")?;
+        let nodes = settings.url.nodes.join(",");
+        let session = rt.block_on(async {
+            let mut b = scylla::client::session_builder::SessionBuilder::new()
+                .known_nodes(&settings.url.nodes);
+            if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
+                b = b.user(u.clone(), p.expose());
+            }
+            b.build().await
+        });
+        let session = session.with_context(|| format!("connecting to Cassandra at {nodes}"))?;
+        let store = CassandraStore {
+            rt,
+            session,
+            settings,
+        };
+        for stmt in schema_statements(&store.settings.url.keyspace, &store.settings.replication) {
+            store
+                .with_retries(|| async {
+                    store
+                        .session
+                        .query_unpaged(stmt.clone(), &[])
+                        .await
+                        .map(|_| ())
+                })
+                .with_context(|| format!("creating the schema: {stmt}"))?;
+        }
+        Ok(store)
+    }
+
+    /// Runs `op` until it succeeds, retrying as [`Backoff`] says.
+    fn with_retries<F, Fut, E>(&self, op: F) -> Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(), E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.rt.block_on(retrying(&self.settings.backoff, op))
+    }
+}
+
+async fn retrying<F, Fut, E>(backoff: &Backoff, op: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Ok(()) => return Ok(()),
+            Err(e) => match backoff.retry_after(failure_of(&e), attempt, jitter()) {
+                Some(wait) => {
+                    tracing::warn!(attempt, error = %e, ?wait, "Cassandra request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "Cassandra request failed after {} attempt(s)",
+                        attempt + 1
+                    )));
+                }
+            },
+        }
+    }
+}
+
+impl crate::ServingStore for CassandraStore {
+    /// Upserts every row, one batch per partition chunk, `concurrency` batches in
+    /// flight. Rows are never deleted: every served mart only gains keys as the
+    /// history grows, so an upsert of the new marts is their replacement.
+    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+        use futures::stream::{self, TryStreamExt};
+        let ks = &self.settings.url.keyspace;
+        let session = &self.session;
+        let backoff = self.settings.backoff;
+        self.rt.block_on(async {
+            let insert = session
+                .prepare(insert_cql(ks, table))
+                .await
+                .with_context(|| format!("preparing the upsert of {}", table.name))?;
+            let batches = partition_batches(table, rows, self.settings.batch_rows);
+            stream::iter(batches.into_iter().map(Ok::<_, anyhow::Error>))
+                .map_ok(|batch| {
+                    let insert = insert.clone();
+                    async move {
+                        let values: Vec<Vec<Option<scylla::value::CqlValue>>> = batch
+                            .iter()
+                            .map(|r| {
+                                Ok(bind_values(table, r)?.into_iter().map(cql_value).collect())
+                            })
+                            .collect::<Result<_>>()?;
+                        let mut b = scylla::statement::batch::Batch::new(
+                            scylla::statement::batch::BatchType::Unlogged,
+                        );
+                        for _ in 0..values.len() {
+                            b.append_statement(insert.clone());
+                        }
+                        retrying(&backoff, || async {
+                            session.batch(&b, &values).await.map(|_| ())
+                        })
+                        .await
+                        .with_context(|| format!("upserting into {}", table.name))
+                    }
+                })
+                .try_buffer_unordered(self.settings.concurrency.max(1))
+                .try_collect::<Vec<()>>()
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn scan(
+        &self,
+        table: &TableDef,
+        partition: &[&str],
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<JsonRow>> {
+        let ks = &self.settings.url.keyspace;
+        let cql = select_cql(ks, table, from.is_some(), to.is_some());
+        // The partition key and the range, typed as their columns.
+        let mut key_row = JsonRow::new();
+        for (c, v) in table.partition.iter().zip(partition) {
+            let ty = table.keys.iter().find(|(k, _)| k == c).map(|(_, t)| *t);
+            key_row.insert((*c).to_owned(), typed_json(ty, v));
+        }
+        let mut values: Vec<Option<scylla::value::CqlValue>> = Vec::new();
+        for (c, ty) in table
+            .keys
+            .iter()
+            .filter(|(k, _)| table.partition.contains(k))
+        {
+            let v = key_row.get(*c).cloned().unwrap_or(Value::Null);
+            values.push(cql_value(bound_value(*ty, &v)?));
+        }
+        let first = table
+            .keys
+            .iter()
+            .find(|(k, _)| Some(k) == table.clustering.first());
+        for bound in [from, to].into_iter().flatten() {
+            let (_, ty) = first.context("a range on a table without clustering columns")?;
+            values.push(cql_value(bound_value(*ty, &typed_json(Some(*ty), bound))?));
+        }
+        self.rt
+            .block_on(async {
+                let prepared = self.session.prepare(cql.clone()).await?;
+                let result = self.session.execute_unpaged(&prepared, &values).await?;
+                let rows = result.into_rows_result()?;
+                let names: Vec<&str> = table.columns().map(|(c, _)| *c).collect();
+                let mut out = Vec::new();
+                for row in rows.rows::<scylla::value::Row>()? {
+                    let row = row?;
+                    out.push(
+                        names
+                            .iter()
+                            .zip(row.columns)
+                            .map(|(n, v)| ((*n).to_owned(), json_value(v)))
+                            .collect(),
+                    );
+                }
+                Ok::<_, anyhow::Error>(out)
+            })
+            .with_context(|| format!("reading {}", table.name))
+    }
+
+    fn put_meta(&self, name: &str, value: &str) -> Result<()> {
+        let ks = &self.settings.url.keyspace;
+        let cql = format!("INSERT INTO {ks}.serving_meta (name, value) VALUES (?, ?)");
+        self.with_retries(|| async {
+            self.session
+                .query_unpaged(cql.clone(), (name, value))
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        let ks = &self.settings.url.keyspace;
+        let cql = format!("SELECT value FROM {ks}.serving_meta WHERE name = ?");
+        self.rt.block_on(async {
+            let r = self.session.query_unpaged(cql, (name,)).await?;
+            let rows = r.into_rows_result()?;
+            let v = rows.maybe_first_row::<(Option<String>,)>()?;
+            Ok(v.and_then(|(v,)| v))
+        })
+    }
+}
+
+/// A key given as text, as the JSON its column type reads.
+fn typed_json(ty: Option<Cql>, v: &str) -> Value {
+    match ty {
+        Some(Cql::Int | Cql::Bigint) => v.parse::<i64>().map_or(Value::from(v), Value::from),
+        _ => Value::from(v),
     }
 }
 
@@ -435,6 +722,20 @@ mod tests {
             let org = &b[0]["org_id"];
             assert!(b.iter().all(|r| &r["org_id"] == org));
         }
+    }
+
+    #[test]
+    fn dates_cross_the_driver_unchanged() {
+        let d = NaiveDate::from_ymd_opt(2025, 7, 2).unwrap();
+        let v = cql_value(Bound::Date(d));
+        assert_eq!(json_value(v), json!("2025-07-02"));
+        assert_eq!(json_value(cql_value(Bound::Null)), Value::Null);
+        assert_eq!(json_value(cql_value(Bound::Bigint(7))), json!(7));
+        assert_eq!(
+            bound_value(Cql::Int, &typed_json(Some(Cql::Int), "2025")).unwrap(),
+            Bound::Int(2025)
+        );
+        assert!((0.0..1.0).contains(&jitter()));
     }
 
     #[test]

@@ -180,16 +180,62 @@ pub fn key_text(v: Option<&serde_json::Value>) -> String {
     }
 }
 
-/// Opens the store a serving URL names: `embedded:<dir>`, or (not built yet)
-/// `cassandra://host:port/keyspace`.
-pub fn open(url: &str) -> Result<embedded::EmbeddedStore> {
+/// The store a serving URL names.
+pub enum AnyStore {
+    Embedded(embedded::EmbeddedStore),
+    Cassandra(Box<cassandra::CassandraStore>),
+}
+
+impl ServingStore for AnyStore {
+    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+        match self {
+            AnyStore::Embedded(s) => s.replace_table(table, rows),
+            AnyStore::Cassandra(s) => s.replace_table(table, rows),
+        }
+    }
+
+    fn scan(
+        &self,
+        table: &TableDef,
+        partition: &[&str],
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<JsonRow>> {
+        match self {
+            AnyStore::Embedded(s) => s.scan(table, partition, from, to),
+            AnyStore::Cassandra(s) => s.scan(table, partition, from, to),
+        }
+    }
+
+    fn put_meta(&self, name: &str, value: &str) -> Result<()> {
+        match self {
+            AnyStore::Embedded(s) => s.put_meta(name, value),
+            AnyStore::Cassandra(s) => s.put_meta(name, value),
+        }
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        match self {
+            AnyStore::Embedded(s) => s.meta(name),
+            AnyStore::Cassandra(s) => s.meta(name),
+        }
+    }
+}
+
+/// Opens the store a serving URL names: `embedded:<dir>`, or
+/// `cassandra://host:port[,host:port]/keyspace` (with `PIPELINE_CASSANDRA_*` settings
+/// from the environment).
+pub fn open(url: &str) -> Result<AnyStore> {
     if let Some(dir) = url.strip_prefix("embedded:") {
-        return embedded::EmbeddedStore::open(std::path::Path::new(dir));
+        return Ok(AnyStore::Embedded(embedded::EmbeddedStore::open(
+            std::path::Path::new(dir),
+        )?));
     }
     if url.starts_with("cassandra://") {
-        anyhow::bail!(
-            "serving URL {url}: the Cassandra/ScyllaDB backend is not built yet; use embedded:<dir>"
-        );
+        let settings = cassandra::CassandraSettings::from_env(url, |k| std::env::var(k).ok())?;
+        return Ok(AnyStore::Cassandra(Box::new(
+            cassandra::CassandraStore::connect(settings)?,
+        )));
     }
     anyhow::bail!("serving URL {url}: expected embedded:<dir> or cassandra://host:port/keyspace")
 }

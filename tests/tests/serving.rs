@@ -299,3 +299,40 @@ fn days_after_the_batch_come_from_the_speed_view_until_batch_covers_them() {
         pick(&gold, &["usage_date", "service", "cost_usd", "requests"])
     );
 }
+
+/// The Cassandra/ScyllaDB backend against a live cluster: the same answers as the
+/// embedded store. Runs when `CASSANDRA_URI` is set (e.g.
+/// `cassandra://127.0.0.1:9042/analytics_test`).
+#[test]
+fn cassandra_backend_answers_like_the_embedded_store() {
+    let Ok(uri) = std::env::var("CASSANDRA_URI") else {
+        eprintln!(
+            "SKIPPED: set CASSANDRA_URI=cassandra://host:9042/keyspace to run against a live cluster"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let log = open_log(data);
+    replay(&log, data, &landing());
+    process(&log, data, FromOffset::Committed);
+    compact(&log, data, &compactor_settings(), false);
+    let lake = data.join("lake");
+    let embedded = serving::embedded::EmbeddedStore::open(&data.join("serving")).unwrap();
+    serving::publish::publish(&embedded, &lake, &log).unwrap();
+    let cassandra = serving::open(&uri).unwrap();
+    serving::publish::publish(&cassandra, &lake, &log).unwrap();
+    // Twice: upserts leave the same rows.
+    serving::publish::publish(&cassandra, &lake, &log).unwrap();
+    let genai = lake_rows(&lake, "gold/genai_tokens_by_org_date");
+    let org = text(&genai[0], "org_id").to_owned();
+    let with_org = QueryArgs {
+        org: Some(org.clone()),
+        ..Default::default()
+    };
+    for q in ["q1", "q2", "q3", "q4", "q5"] {
+        let a = run(&embedded, q, &with_org).unwrap();
+        let b = run(&cassandra, q, &with_org).unwrap();
+        assert_eq!(answer_values(&a), answer_values(&b), "{q}");
+    }
+}
