@@ -396,6 +396,17 @@ impl CassandraStore {
             if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
                 b = b.user(u.clone(), p.expose());
             }
+            // Requests go to the local datacenter's replicas first (token-aware).
+            if let Some(dc) = &settings.local_datacenter {
+                let policy = scylla::policies::load_balancing::DefaultPolicy::builder()
+                    .prefer_datacenter(dc.clone())
+                    .token_aware(true)
+                    .build();
+                let profile = scylla::client::execution_profile::ExecutionProfile::builder()
+                    .load_balancing_policy(policy)
+                    .build();
+                b = b.default_execution_profile_handle(profile.into_handle());
+            }
             b.build().await
         });
         let session = session.with_context(|| format!("connecting to Cassandra at {nodes}"))?;
