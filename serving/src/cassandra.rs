@@ -512,6 +512,10 @@ impl crate::ServingStore for CassandraStore {
         })
     }
 
+    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+        self.replace_table(table, rows)
+    }
+
     fn scan(
         &self,
         table: &TableDef,

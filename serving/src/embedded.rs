@@ -71,6 +71,14 @@ impl ServingStore for EmbeddedStore {
         self.write(b)
     }
 
+    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        for row in rows {
+            b.put(row_key(table, row), serde_json::to_vec(row)?);
+        }
+        self.write(b)
+    }
+
     fn scan(
         &self,
         table: &TableDef,

@@ -150,6 +150,9 @@ pub const TABLES: [TableDef; 6] = [DAILY, SPEED_DAILY, TICKETS, REVENUE_ORG, REV
 pub const META_BATCH_HIGH_WATER: &str = "batch_high_water";
 /// The latest `created_date` of `tickets_by_severity_date`.
 pub const META_TICKETS_LATEST: &str = "tickets_latest_date";
+/// How far `speed.daily_usage` was published: per partition, the next offset and a
+/// checksum of the record before it (JSON).
+pub const META_SPEED_POSITIONS: &str = "speed_positions";
 /// The years of `revenue_by_month`'s partitions, comma-separated.
 pub const META_REVENUE_YEARS: &str = "revenue_years";
 
@@ -158,6 +161,8 @@ pub trait ServingStore {
     /// Replaces a table's rows with `rows`, atomically: a reader sees the old rows
     /// or the new ones. Publishing the same rows again changes nothing.
     fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()>;
+    /// Inserts or overwrites `rows`, leaving the table's other rows alone.
+    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()>;
     /// The rows of one partition whose first clustering column is within
     /// `[from, to]` (either end open), in clustering order.
     fn scan(
@@ -191,6 +196,13 @@ impl ServingStore for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.replace_table(table, rows),
             AnyStore::Cassandra(s) => s.replace_table(table, rows),
+        }
+    }
+
+    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+        match self {
+            AnyStore::Embedded(s) => s.upsert(table, rows),
+            AnyStore::Cassandra(s) => s.upsert(table, rows),
         }
     }
 

@@ -13,14 +13,16 @@ use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 use serde_json::Value;
 
 use crate::{
-    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_REVENUE_YEARS, META_TICKETS_LATEST,
-    REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
+    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_REVENUE_YEARS, META_SPEED_POSITIONS,
+    META_TICKETS_LATEST, REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
 };
 
 /// Rows published per table.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PublishReport {
     pub rows: BTreeMap<&'static str, usize>,
+    /// The real-time view was read from where the last publish stopped.
+    pub speed_incremental: bool,
 }
 
 fn max_text(rows: &[JsonRow], col: &str) -> Option<String> {
@@ -30,16 +32,53 @@ fn max_text(rows: &[JsonRow], col: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Where a publish of `speed.daily_usage` stopped, per partition: the next offset and
+/// the CRC32C of the record before it (so a topic the processor rebuilt differently
+/// is noticed, and read again from the start).
+type SpeedPositions = BTreeMap<u32, (u64, u32)>;
+
 /// The real-time view: the last value per `(org_id, usage_date, service)` of
-/// `speed.daily_usage`, up to what the processor committed.
-pub fn speed_rows(log: &impl Log) -> Result<Vec<JsonRow>> {
-    let mut latest: BTreeMap<(String, i32, String), DailyMessage> = BTreeMap::new();
+/// `speed.daily_usage`, up to what the processor committed, read from `since` when
+/// that still matches the topic (`incremental` is then true), else from the start.
+pub fn speed_rows(
+    log: &impl Log,
+    since: Option<&SpeedPositions>,
+) -> Result<(Vec<JsonRow>, SpeedPositions, bool)> {
     let parts = log.partitions(DAILY_TOPIC)?.unwrap_or(0);
+    let mut ends = Vec::new();
     for p in 0..parts {
-        let end = log
-            .committed(COMMITTED_OUTPUTS, DAILY_TOPIC, p)?
-            .unwrap_or(0);
-        let mut r = log.reader(DAILY_TOPIC, p, 0)?;
+        ends.push(
+            log.committed(COMMITTED_OUTPUTS, DAILY_TOPIC, p)?
+                .unwrap_or(0),
+        );
+    }
+    // Incremental only if every partition still holds, at the same place, the record
+    // the last publish ended on.
+    let mut incremental = since.is_some();
+    if let Some(since) = since {
+        for (p, &end) in ends.iter().enumerate() {
+            let (from, crc) = since.get(&(p as u32)).copied().unwrap_or((0, 0));
+            if from > end {
+                incremental = false;
+            } else if from > 0 {
+                let mut r = log.reader(DAILY_TOPIC, p as u32, from - 1)?;
+                let rec = r.poll(1)?;
+                if rec.first().map(|r| crc32c::crc32c(&r.record.value)) != Some(crc) {
+                    incremental = false;
+                }
+            }
+        }
+    }
+    let mut latest: BTreeMap<(String, i32, String), DailyMessage> = BTreeMap::new();
+    let mut positions = SpeedPositions::new();
+    for (p, &end) in ends.iter().enumerate() {
+        let p = p as u32;
+        let from = match (incremental, since) {
+            (true, Some(s)) => s.get(&p).map_or(0, |x| x.0),
+            _ => 0,
+        };
+        let mut r = log.reader(DAILY_TOPIC, p, from)?;
+        let mut last_crc = since.and_then(|s| s.get(&p)).map_or(0, |x| x.1);
         while r.position() < end {
             let batch = r.poll(10_000)?;
             if batch.is_empty() {
@@ -48,11 +87,13 @@ pub fn speed_rows(log: &impl Log) -> Result<Vec<JsonRow>> {
             for rec in batch.into_iter().filter(|r| r.offset < end) {
                 let m: DailyMessage = serde_json::from_slice(&rec.record.value)
                     .with_context(|| format!("{DAILY_TOPIC}/{p} offset {}", rec.offset))?;
+                last_crc = crc32c::crc32c(&rec.record.value);
                 latest.insert((m.org_id.clone(), m.usage_date, m.service.clone()), m);
             }
         }
+        positions.insert(p, (end, if end == 0 { 0 } else { last_crc }));
     }
-    latest
+    let rows = latest
         .into_values()
         .map(|m| {
             let date = schemas::time::days_to_date(m.usage_date)
@@ -62,7 +103,8 @@ pub fn speed_rows(log: &impl Log) -> Result<Vec<JsonRow>> {
             v["usage_date"] = Value::from(date);
             Ok(serde_json::from_value(v)?)
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((rows, positions, incremental))
 }
 
 /// Publishes every serving table from the lake at `lake` and the log.
@@ -93,18 +135,29 @@ pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result
             r
         })
         .collect();
-    let speed = speed_rows(log)?;
     for (table, rows) in [
         (&DAILY, &daily),
         (&TICKETS, &tickets),
         (&REVENUE_ORG, &revenue),
         (&REVENUE_ALL, &revenue_all),
         (&GENAI, &genai),
-        (&SPEED_DAILY, &speed),
     ] {
         store.replace_table(table, rows)?;
         report.rows.insert(table.name, rows.len());
     }
+    // The real-time view: only what the processor upserted since the last publish.
+    let since: Option<SpeedPositions> = store
+        .meta(META_SPEED_POSITIONS)?
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let (speed, positions, incremental) = speed_rows(log, since.as_ref())?;
+    if incremental {
+        store.upsert(&SPEED_DAILY, &speed)?;
+    } else {
+        store.replace_table(&SPEED_DAILY, &speed)?;
+    }
+    store.put_meta(META_SPEED_POSITIONS, &serde_json::to_string(&positions)?)?;
+    report.rows.insert(SPEED_DAILY.name, speed.len());
+    report.speed_incremental = incremental;
     // The high-water marks go last: a query never looks past the rows it can see.
     if let Some(d) = max_text(&daily, "usage_date") {
         store.put_meta(META_BATCH_HIGH_WATER, &d)?;
