@@ -34,10 +34,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let every = parse_duration(cli.every.as_deref().unwrap_or(&config.compactor.every))?;
     let log = config.open_log()?;
     let lake = Lake::new(&config.lake_dir());
+    // Fail fast if another compactor holds the lake (each run takes the lock again).
+    drop(lake.lock()?);
     let run = Run::new(&log, &lake, &settings);
     let mut reprocess = cli.reprocess_all;
     loop {
-        let s = run.run(reprocess)?;
+        let s = match run.run(reprocess) {
+            Ok(s) => s,
+            Err(e) if cli.once => return Err(e),
+            // A long-running compactor outlives a bad moment (the processor rebuilding
+            // its outputs, a full disk): the lake keeps its last generation, and the
+            // next interval tries again.
+            Err(e) => {
+                tracing::error!("compaction failed, retrying in {every:?}: {e:#}");
+                std::thread::sleep(every);
+                continue;
+            }
+        };
         reprocess = false;
         match s.generation {
             Some(g) => tracing::info!(
