@@ -18,6 +18,7 @@ pub struct PipelineConfig {
     pub producer: ProducerSection,
     pub processor: ProcessorSection,
     pub compactor: CompactorSection,
+    pub serving: ServingSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +148,25 @@ impl Default for CompactorSection {
             pctl_factor: 1.5,
         }
     }
+}
+
+/// Settings of the Cassandra/ScyllaDB serving backend (the embedded store needs none).
+/// Each may be overridden by `PIPELINE_CASSANDRA_<NAME>` in the environment, which is
+/// where the password belongs.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingSection {
+    pub local_dc: Option<String>,
+    pub username: Option<String>,
+    /// A CQL replication map, e.g. `{'class': 'NetworkTopologyStrategy', 'dc1': 3}`.
+    pub replication: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Batches in flight at once (default 16).
+    pub concurrency: Option<usize>,
+    /// Rows per batch, each batch one partition (default 100).
+    pub batch_rows: Option<usize>,
 }
 
 impl PipelineConfig {

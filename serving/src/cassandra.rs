@@ -112,30 +112,47 @@ pub struct CassandraSettings {
 }
 
 impl CassandraSettings {
-    /// From the serving URL and the environment (`PIPELINE_CASSANDRA_*`: `LOCAL_DC`,
-    /// `USERNAME`, `PASSWORD`, `TLS_CA`, `TLS_CERT`, `TLS_KEY`, `REPLICATION`).
-    pub fn from_env(url: &str, var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    /// From the serving URL, the config file's `[serving]` section, and the
+    /// environment, which wins: `PIPELINE_CASSANDRA_` + `LOCAL_DC`, `USERNAME`,
+    /// `PASSWORD` (only there: never in a file), `TLS_CA`, `TLS_CERT`, `TLS_KEY`,
+    /// `REPLICATION`.
+    pub fn from_config(
+        url: &str,
+        section: &eventlog::config::ServingSection,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
         let get = |k: &str| var(&format!("PIPELINE_CASSANDRA_{k}")).filter(|v| !v.is_empty());
+        let path =
+            |k: &str, from_file: &Option<PathBuf>| get(k).map(PathBuf::from).or(from_file.clone());
         let s = CassandraSettings {
             url: url.parse()?,
-            local_datacenter: get("LOCAL_DC"),
-            username: get("USERNAME"),
+            local_datacenter: get("LOCAL_DC").or(section.local_dc.clone()),
+            username: get("USERNAME").or(section.username.clone()),
             password: get("PASSWORD").map(Secret),
-            tls_ca: get("TLS_CA").map(PathBuf::from),
-            tls_cert: get("TLS_CERT").map(PathBuf::from),
-            tls_key: get("TLS_KEY").map(PathBuf::from),
-            replication: get("REPLICATION").unwrap_or_else(|| DEFAULT_REPLICATION.into()),
-            concurrency: 16,
-            batch_rows: 100,
+            tls_ca: path("TLS_CA", &section.tls_ca),
+            tls_cert: path("TLS_CERT", &section.tls_cert),
+            tls_key: path("TLS_KEY", &section.tls_key),
+            replication: get("REPLICATION")
+                .or(section.replication.clone())
+                .unwrap_or_else(|| DEFAULT_REPLICATION.into()),
+            concurrency: section.concurrency.unwrap_or(16).max(1),
+            batch_rows: section.batch_rows.unwrap_or(100).max(1),
             backoff: Backoff::default(),
         };
         if s.password.is_some() && s.username.is_none() {
-            bail!("PIPELINE_CASSANDRA_PASSWORD is set but PIPELINE_CASSANDRA_USERNAME is not");
+            bail!(
+                "PIPELINE_CASSANDRA_PASSWORD is set but no username is (PIPELINE_CASSANDRA_USERNAME or serving.username)"
+            );
         }
         if s.tls_cert.is_some() != s.tls_key.is_some() {
-            bail!("PIPELINE_CASSANDRA_TLS_CERT and PIPELINE_CASSANDRA_TLS_KEY go together");
+            bail!("a TLS client certificate and its key go together (tls_cert, tls_key)");
         }
         Ok(s)
+    }
+
+    /// [`Self::from_config`] with no config file section.
+    pub fn from_env(url: &str, var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::from_config(url, &Default::default(), var)
     }
 }
 
@@ -644,6 +661,23 @@ mod tests {
         assert!(CassandraSettings::from_env("cassandra://h/ks", env).is_err());
         let env = |k: &str| (k == "PIPELINE_CASSANDRA_TLS_CERT").then(|| "c.pem".to_owned());
         assert!(CassandraSettings::from_env("cassandra://h/ks", env).is_err());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_config_file() {
+        let section = eventlog::PipelineConfig::parse(
+            "[serving]\nlocal_dc = \"dc-file\"\nusername = \"file-user\"\nconcurrency = 4\n",
+        )
+        .unwrap()
+        .serving;
+        let env = |k: &str| (k == "PIPELINE_CASSANDRA_LOCAL_DC").then(|| "dc-env".to_owned());
+        let s = CassandraSettings::from_config("cassandra://h/ks", &section, env).unwrap();
+        assert_eq!(s.local_datacenter.as_deref(), Some("dc-env"));
+        assert_eq!(s.username.as_deref(), Some("file-user"));
+        assert_eq!(s.concurrency, 4);
+        assert_eq!(s.batch_rows, 100);
+        // A password has no place in the file.
+        assert!(eventlog::PipelineConfig::parse("[serving]\npassword = \"x\"\n").is_err());
     }
 
     #[test]

@@ -234,17 +234,27 @@ impl ServingStore for AnyStore {
     }
 }
 
-/// Opens the store a serving URL names: `embedded:<dir>`, or
-/// `cassandra://host:port[,host:port]/keyspace` (with `PIPELINE_CASSANDRA_*` settings
-/// from the environment).
+/// Opens the store the config's serving URL names: `embedded:<dir>`, or
+/// `cassandra://host:port[,host:port]/keyspace` (with the `[serving]` section and
+/// `PIPELINE_CASSANDRA_*` settings from the environment).
+pub fn open_configured(config: &eventlog::PipelineConfig) -> Result<AnyStore> {
+    open_with(&config.serving_url(), &config.serving)
+}
+
+/// Opens the store a serving URL names, with no `[serving]` settings from a file.
 pub fn open(url: &str) -> Result<AnyStore> {
+    open_with(url, &Default::default())
+}
+
+fn open_with(url: &str, section: &eventlog::config::ServingSection) -> Result<AnyStore> {
     if let Some(dir) = url.strip_prefix("embedded:") {
         return Ok(AnyStore::Embedded(embedded::EmbeddedStore::open(
             std::path::Path::new(dir),
         )?));
     }
     if url.starts_with("cassandra://") {
-        let settings = cassandra::CassandraSettings::from_env(url, |k| std::env::var(k).ok())?;
+        let settings =
+            cassandra::CassandraSettings::from_config(url, section, |k| std::env::var(k).ok())?;
         return Ok(AnyStore::Cassandra(Box::new(
             cassandra::CassandraStore::connect(settings)?,
         )));

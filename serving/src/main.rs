@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = PipelineConfig::load(cli.config.as_deref())?;
-    let store = serving::open(&config.serving_url())?;
+    let store = serving::open_configured(&config)?;
     match cli.command {
         Command::Publish => {
             let log = config.open_log()?;
