@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 demo="${1:-./demo}"
 target="${CARGO_TARGET_DIR:-target}"
 
-echo "== building (release; the first build compiles RocksDB: about 30 minutes on 2 cores)"
+echo "== building (release; the first build compiles RocksDB, Arrow and Parquet: about 40 minutes on 2 cores)"
 cargo build --release --bins --quiet
 bin="$target/release"
 
