@@ -97,21 +97,15 @@ def bench_processor(args):
     print()
 
 
+# The daily mart as tests/duckdb/check_lake.py writes it, timed on the same silver files.
 DUCKDB_DAILY = """
 import sys, time, duckdb
+sys.path.insert(0, sys.argv[2])
+from check_lake import DAILY_SQL
 con = duckdb.connect(config={"threads": 2})
+silver = f"read_parquet('{sys.argv[1]}/silver/usage_events/**/*.parquet', hive_partitioning = true)"
 t = time.perf_counter()
-con.execute(f\"\"\"create table d as
-select org_id, usage_date, service, count(*) as events,
-  coalesce(sum(value) filter (where metric = 'requests'), 0) as requests,
-  coalesce(sum(value) filter (where metric = 'cpu_hours'), 0) as cpu_hours,
-  coalesce(sum(value) filter (where metric = 'storage_gb_hours'), 0) as storage_gb_hours,
-  coalesce(sum(cost_usd) filter (where not cost_negative), 0) as cost_usd,
-  count(*) filter (where cost_negative) as negative_cost_events,
-  coalesce(sum(genai_tokens) filter (where not tokens_misplaced), 0) as genai_tokens,
-  coalesce(sum(carbon_kg), 0) as carbon_kg
-from read_parquet('{sys.argv[1]}/silver/usage_events/**/*.parquet', hive_partitioning = true)
-group by all\"\"\")
+con.execute("create table d as " + DAILY_SQL.format(silver=silver))
 print(time.perf_counter() - t)
 """
 
@@ -150,7 +144,8 @@ def bench_compactor(args):
             events = int(re.search(r"events=([0-9]+)", plain).group(1))
             peaks.append(int(plain.strip().splitlines()[-1]) / 1024)
             if os.path.exists(args.python):
-                duck.append(float(subprocess.run([args.python, "-c", DUCKDB_DAILY, os.path.join(data, "lake")],
+                duck.append(float(subprocess.run([args.python, "-c", DUCKDB_DAILY, os.path.join(data, "lake"),
+                                                  os.path.join(ROOT, "tests", "duckdb")],
                                                  check=True, capture_output=True, text=True).stdout))
         med = statistics.median(walls)
         cm, gm = statistics.median(compacts), statistics.median(golds)

@@ -5,14 +5,13 @@
 //! Every raw record in that range is accounted for exactly once: bronze (when it could
 //! be typed and is not a duplicate), silver or quarantine.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use eventlog::{Log, PartitionReader, StoredRecord};
-use schemas::master::apply_master_rules;
 use schemas::speed::{LateMessage, Lineage, SilverMessage, WindowMessage};
 use schemas::topics::{
     COMMITTED_OUTPUTS, LATE_TOPIC, QUARANTINE_TOPIC, SILVER_TOPIC, WINDOWS_TOPIC,
@@ -22,6 +21,7 @@ use schemas::{
     event::parse_event, event::validate_event,
 };
 
+use crate::cursor::Cursor;
 use crate::lake::{Lake, Manifest, NewGeneration, prune_empty_dirs};
 use crate::rows::{self, date_dir_of_micros};
 use crate::table::{Cell, PartitionedSink, parquet_files, read_parquet, write_parquet};
@@ -83,71 +83,16 @@ fn targets(log: &impl Log, event_partitions: u32) -> Result<Targets> {
     Ok(Targets { raw, out })
 }
 
-/// Reads one topic partition from a position up to (not including) `end`.
-struct Cursor<R, T> {
-    reader: R,
-    buf: VecDeque<(u64, T)>,
-    end: u64,
-    what: String,
-    decode: fn(&StoredRecord) -> Result<(u64, T)>,
+fn own_offset(r: StoredRecord) -> Result<(u64, StoredRecord)> {
+    Ok((r.offset, r))
 }
 
-impl<R: PartitionReader, T> Cursor<R, T> {
-    fn new(
-        log: &impl Log<Reader = R>,
-        topic: &str,
-        p: u32,
-        from: u64,
-        end: u64,
-        decode: fn(&StoredRecord) -> Result<(u64, T)>,
-    ) -> Result<Self> {
-        Ok(Cursor {
-            reader: log.reader(topic, p, from.min(end))?,
-            buf: VecDeque::new(),
-            end,
-            what: format!("{topic}/{p}"),
-            decode,
-        })
-    }
-
-    /// The next record's key (its raw offset, or its own offset) and value.
-    fn peek(&mut self) -> Result<Option<&(u64, T)>> {
-        if self.buf.is_empty() && self.reader.position() < self.end {
-            let want = (self.end - self.reader.position()).min(8192) as usize;
-            let recs = self.reader.poll(want)?;
-            if recs.is_empty() {
-                bail!(
-                    "{} ends at {} before its committed position {}",
-                    self.what,
-                    self.reader.position(),
-                    self.end
-                );
-            }
-            for r in recs.iter().filter(|r| r.offset < self.end) {
-                self.buf.push_back(
-                    (self.decode)(r)
-                        .with_context(|| format!("{} offset {}", self.what, r.offset))?,
-                );
-            }
-        }
-        Ok(self.buf.front())
-    }
-
-    fn pop(&mut self) -> Option<(u64, T)> {
-        self.buf.pop_front()
-    }
-}
-
-fn own_offset(r: &StoredRecord) -> Result<(u64, StoredRecord)> {
-    Ok((r.offset, r.clone()))
-}
-
-fn decode_silver(r: &StoredRecord) -> Result<(u64, SilverMessage)> {
+fn decode_silver(r: StoredRecord) -> Result<(u64, SilverMessage)> {
     let m: SilverMessage = serde_json::from_slice(&r.record.value)?;
     Ok((m.lineage.offset, m))
 }
 
-fn decode_quarantine(r: &StoredRecord) -> Result<(u64, Reason)> {
+fn decode_quarantine(r: StoredRecord) -> Result<(u64, Reason)> {
     let header = |name: &str| {
         r.record
             .header(name)
@@ -161,11 +106,11 @@ fn decode_quarantine(r: &StoredRecord) -> Result<(u64, Reason)> {
     Ok((offset, reason))
 }
 
-fn decode_window(r: &StoredRecord) -> Result<(u64, WindowMessage)> {
+fn decode_window(r: StoredRecord) -> Result<(u64, WindowMessage)> {
     Ok((r.offset, serde_json::from_slice(&r.record.value)?))
 }
 
-fn decode_late(r: &StoredRecord) -> Result<(u64, LateMessage)> {
+fn decode_late(r: StoredRecord) -> Result<(u64, LateMessage)> {
     Ok((r.offset, serde_json::from_slice(&r.record.value)?))
 }
 
@@ -389,35 +334,43 @@ impl<L: Log> Decoder<'_, L> {
                 let p = *p;
                 let mut turn = 0;
                 while turn < BATCH {
-                    let Some((o, rec)) = raw.peek()?.is_some().then(|| raw.pop()).flatten() else {
+                    let Some((o, rec)) = raw.next()? else {
                         break;
                     };
                     turn += 1;
                     progress[i] = rec.record.timestamp_ms;
                     let value = rec.record.value.clone();
-                    let outcome = if self.reprocess_all {
-                        match parse_event(&value) {
-                            Ok(b) => match validate_event(b, self.master, &mut seen) {
+                    // Reprocessing types the line once, for the rules and for bronze;
+                    // otherwise the processor's verdict comes with no typed line.
+                    let (outcome, parsed) = if self.reprocess_all {
+                        let parsed = parse_event(&value);
+                        let outcome = match &parsed {
+                            Ok(b) => match validate_event(b.clone(), self.master, &mut seen) {
                                 Outcome::Kept { record, flags } => Ok((record, flags)),
                                 Outcome::Quarantined { reason } => Err(reason),
                             },
-                            Err(reason) => Err(reason),
-                        }
-                    } else {
-                        outcome_of(o, silver, quarantine)
-                            .with_context(|| format!("{topic}/{p} offset {o}"))?
-                    };
-                    let bronze =
-                        match &outcome {
-                            Ok((e, flags)) => match BronzeEvent::of_kept(e, flags) {
-                                Some(b) => Some(b),
-                                None => Some(parse_event(&value).map_err(|r| {
-                                    anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}")
-                                })?),
-                            },
-                            Err(reason) if reason.in_bronze() => parse_event(&value).ok(),
-                            Err(_) => None,
+                            Err(reason) => Err(*reason),
                         };
+                        (outcome, Some(parsed))
+                    } else {
+                        let outcome = outcome_of(o, silver, quarantine)
+                            .with_context(|| format!("{topic}/{p} offset {o}"))?;
+                        (outcome, None)
+                    };
+                    let bronze = match &outcome {
+                        Ok((e, flags)) => Some(
+                            match parsed {
+                                Some(typed) => typed,
+                                None => BronzeEvent::of_kept(e, flags)
+                                    .map_or_else(|| parse_event(&value), Ok),
+                            }
+                            .map_err(|r| anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}"))?,
+                        ),
+                        Err(reason) if reason.in_bronze() => {
+                            parsed.unwrap_or_else(|| parse_event(&value)).ok()
+                        }
+                        Err(_) => None,
+                    };
                     // Free what the writer is done with, here where it was allocated.
                     while let Ok(done) = written.try_recv() {
                         drop(done);
@@ -559,8 +512,13 @@ where
             let mut seen: HashSet<String> = HashSet::new();
             let mut sinks = Sinks::new(source);
             let mut cur = Cursor::new(self.log, &topic, 0, 0, end, own_offset)?;
-            while let Some((_, rec)) = cur.peek()?.is_some().then(|| cur.pop()).flatten() {
-                let outcome = apply_master_rules(source, &rec.record.value, &tables, &mut seen);
+            while let Some((_, rec)) = cur.next()? {
+                // Parsed once: the typed row is bronze, and the rules go on from it.
+                let parsed = schemas::parse_master(source, &rec.record.value);
+                let outcome = match &parsed {
+                    Ok(r) => schemas::validate_master(r.clone(), &tables, &mut seen),
+                    Err(reason) => Outcome::Quarantined { reason: *reason },
+                };
                 if let Outcome::Kept { record, .. } = &outcome {
                     tables.absorb(record);
                 }
@@ -569,15 +527,11 @@ where
                 }
                 let l = lineage(&rec, &topic, 0);
                 let mut cells = Vec::new();
+                // Bronze is the row as typed (before credits are imputed): kept rows
+                // and those quarantined after typing.
                 let typed = match &outcome {
-                    // Bronze is the row as typed: before credits are imputed.
-                    Outcome::Kept { .. } => Some(
-                        schemas::parse_master(source, &rec.record.value)
-                            .map_err(|r| anyhow::anyhow!("{topic}@{}: {r:?}", rec.offset))?,
-                    ),
-                    Outcome::Quarantined { reason } if reason.in_bronze() => {
-                        schemas::parse_master(source, &rec.record.value).ok()
-                    }
+                    Outcome::Kept { .. } => parsed.ok(),
+                    Outcome::Quarantined { reason } if reason.in_bronze() => parsed.ok(),
                     Outcome::Quarantined { .. } => None,
                 };
                 if let Some(t) = &typed {
@@ -750,12 +704,14 @@ where
                     match &d.outcome {
                         Ok((event, flags)) => {
                             // cost_spike is set when the rows are written (Sinks::flush).
-                            if collect && !flags.cost_negative && kept_costs < COSTS_KEPT {
+                            let sample =
+                                schemas::stats::spike_sample(event.cost_usd, flags.cost_negative);
+                            if let (true, Some(c)) = (collect && kept_costs < COSTS_KEPT, sample) {
                                 kept_costs += 1;
                                 match costs.get_mut(&event.service) {
-                                    Some(v) => v.push(event.cost_usd),
+                                    Some(v) => v.push(c),
                                     None => {
-                                        costs.insert(event.service.clone(), vec![event.cost_usd]);
+                                        costs.insert(event.service.clone(), vec![c]);
                                     }
                                 }
                             }
@@ -802,7 +758,6 @@ where
                 Some((&p99, factor)),
             )?;
         }
-        let _ = ends;
         Ok(out)
     }
 
@@ -833,7 +788,7 @@ where
                 }
                 if topic == WINDOWS_TOPIC {
                     let mut cur = Cursor::new(self.log, topic, p, from, end, decode_window)?;
-                    while let Some((o, w)) = cur.peek()?.is_some().then(|| cur.pop()).flatten() {
+                    while let Some((o, w)) = cur.next()? {
                         let mut cells = Vec::with_capacity(12);
                         rows::window_row(&mut cells, &w, p, o);
                         sink.push(&date_dir_of_micros(w.window_start), &cells)?;
@@ -841,7 +796,7 @@ where
                     }
                 } else {
                     let mut cur = Cursor::new(self.log, topic, p, from, end, decode_late)?;
-                    while let Some((o, w)) = cur.peek()?.is_some().then(|| cur.pop()).flatten() {
+                    while let Some((o, w)) = cur.next()? {
                         let mut cells = Vec::with_capacity(8);
                         rows::late_row(&mut cells, &w, p, o);
                         sink.push(&date_dir_of_micros(w.event_time), &cells)?;

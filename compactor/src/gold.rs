@@ -18,7 +18,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use schemas::Source;
 use schemas::speed::{MeasureRow, UsageTotals};
-use schemas::stats::{is_cost_spike, percentile_cont, percentile_cont_unsorted};
+use schemas::stats::{cost_spike_flag, percentile_cont, percentile_cont_unsorted, spike_sample};
 use serde::Serialize;
 
 use crate::Settings;
@@ -313,8 +313,7 @@ fn scan_silver(
             }
             let spike = bools(&b, "cost_spike")?;
             is_stale |= (0..b.num_rows()).any(|i| {
-                let want = !neg.value(i)
-                    && threshold.is_some_and(|p| is_cost_spike(cost.value(i), p, factor));
+                let want = cost_spike_flag(cost.value(i), neg.value(i), threshold, factor);
                 want != spike.value(i)
             });
         }
@@ -359,9 +358,7 @@ pub fn set_cost_spike(b: &RecordBatch, p99: Option<f64>, factor: f64) -> Result<
     let idx = schema.index_of("cost_spike")?;
     let (cost, neg) = (f64s(b, "cost_usd")?, bools(b, "cost_negative")?);
     let spike: BooleanArray = (0..b.num_rows())
-        .map(|i| {
-            Some(!neg.value(i) && p99.is_some_and(|p| is_cost_spike(cost.value(i), p, factor)))
-        })
+        .map(|i| Some(cost_spike_flag(cost.value(i), neg.value(i), p99, factor)))
         .collect();
     let mut cols = b.columns().to_vec();
     cols[idx] = Arc::new(spike);
@@ -392,8 +389,8 @@ pub fn spike_p99(root: &Path) -> Result<BTreeMap<String, f64>> {
         for b in read_parquet(path, Some(&["cost_usd", "cost_negative"]))? {
             let (cost, neg) = (f64s(&b, "cost_usd")?, bools(&b, "cost_negative")?);
             for i in 0..b.num_rows() {
-                if !neg.value(i) {
-                    sink(cost.value(i));
+                if let Some(c) = spike_sample(cost.value(i), neg.value(i)) {
+                    sink(c);
                 }
             }
         }
@@ -541,12 +538,19 @@ pub struct TicketTotals {
 }
 
 impl TicketTotals {
-    fn add(&mut self, resolved: bool, sla_breached: bool, csat: Option<f64>) {
+    /// One ticket; `csat_out_of_range` is the silver flag (the rule is in `schemas`).
+    fn add(
+        &mut self,
+        resolved: bool,
+        sla_breached: bool,
+        csat: Option<f64>,
+        csat_out_of_range: bool,
+    ) {
         self.tickets += 1;
         self.open_tickets += i64::from(!resolved);
         self.sla_breached += i64::from(sla_breached);
-        // CSAT outside 1..5 is excluded from averages (csat_out_of_range).
-        if let Some(c) = csat.filter(|c| (1.0..=5.0).contains(c)) {
+        // A CSAT flagged csat_out_of_range is excluded from averages.
+        if let Some(c) = csat.filter(|_| !csat_out_of_range) {
             self.csat_sum += c;
             self.csat_responses += 1;
         }
@@ -576,18 +580,24 @@ fn tickets(root: &Path) -> Result<TicketMarts> {
             let created = dates(&b, "created_at")?;
             let resolved = dates(&b, "resolved_at")?;
             let csat = f64s(&b, "csat")?;
+            let out_of_range = bools(&b, "csat_out_of_range")?;
             let sla = bools(&b, "sla_breached")?;
             for i in 0..b.num_rows() {
                 let (d, sev) = (created.value(i), sev.value(i).to_owned());
-                let args = (resolved.is_valid(i), sla.value(i), opt_f64(csat, i));
+                let args = (
+                    resolved.is_valid(i),
+                    sla.value(i),
+                    opt_f64(csat, i),
+                    out_of_range.value(i),
+                );
                 by_org
                     .entry((org.value(i).to_owned(), d, sev.clone()))
                     .or_insert_with(TicketTotals::default)
-                    .add(args.0, args.1, args.2);
+                    .add(args.0, args.1, args.2, args.3);
                 by_severity
                     .entry((sev, d))
                     .or_insert_with(TicketTotals::default)
-                    .add(args.0, args.1, args.2);
+                    .add(args.0, args.1, args.2, args.3);
             }
         }
     }
@@ -785,7 +795,8 @@ fn revenue(root: &Path) -> Result<usize> {
                 let rate = rate.value(i);
                 // fx_applied: 1.0 for USD, else the given rate.
                 let fx_applied = if currency == "USD" { 1.0 } else { rate };
-                let credits = opt_f64(cred, i).unwrap_or(0.0);
+                // Silver has empty credits imputed to 0 already (credits_imputed).
+                let credits = cred.value(i);
                 let revenue_usd = (sub.value(i) - credits) * fx_applied;
                 let taxes_usd = tax.value(i) * fx_applied;
                 rows.push((
@@ -885,9 +896,9 @@ mod tests {
     #[test]
     fn ticket_totals_follow_the_spec() {
         let mut t = TicketTotals::default();
-        t.add(true, true, Some(4.0));
-        t.add(false, false, Some(9.0)); // out of range: not averaged
-        t.add(true, false, None);
+        t.add(true, true, Some(4.0), false);
+        t.add(false, false, Some(9.0), true); // out of range: not averaged
+        t.add(true, false, None, false);
         assert_eq!(t.tickets, 3);
         assert_eq!(t.open_tickets, 1);
         assert_eq!(t.sla_breached, 1);

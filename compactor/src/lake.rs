@@ -222,7 +222,9 @@ fn link_tree(from: &Path, to: &Path) -> Result<()> {
     for entry in std::fs::read_dir(from).with_context(|| format!("list {}", from.display()))? {
         let entry = entry?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') || name == MANIFEST {
+        let text = name.to_string_lossy();
+        // Temporary files a crash left (`.x.tmp`, `x.tmp.<pid>`) are not carried over.
+        if text.starts_with('.') || text.contains(".tmp") || name == MANIFEST {
             continue;
         }
         let (src, dst) = (entry.path(), to.join(&name));
@@ -237,21 +239,13 @@ fn link_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes a small file atomically (creating its directory): the log's
+/// [`eventlog::write_atomic`].
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
-    Ok(())
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    Ok(eventlog::write_atomic(path, bytes)?)
 }
 
 /// Fsyncs the files written into `dir`'s tree (files also linked from an older

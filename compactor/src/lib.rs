@@ -7,6 +7,7 @@
 //! silver history, and switches generations atomically ([`lake`]).
 
 pub mod compact;
+pub mod cursor;
 pub mod gold;
 pub mod lake;
 pub mod rows;
@@ -46,42 +47,5 @@ impl Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings::from_config(&eventlog::PipelineConfig::default())
-    }
-}
-
-/// Parses `--every` durations: `500ms`, `30s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| anyhow::anyhow!("duration {s:?}: expected a number and ms, s, m or h"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" | "" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => anyhow::bail!("duration {s:?}: expected a number and ms, s, m or h"),
-    };
-    if ms == 0 {
-        anyhow::bail!("duration {s:?} must be positive");
-    }
-    Ok(std::time::Duration::from_millis(ms))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
-        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
-        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
-        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").is_err());
     }
 }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use compactor::{Lake, Run, Settings, parse_duration};
+use compactor::{Lake, Run, Settings};
 use eventlog::PipelineConfig;
 
 /// Topics -> the Parquet lake (bronze, silver, quarantine, speed) and the gold marts.
@@ -31,7 +31,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = PipelineConfig::load(cli.config.as_deref())?;
     let settings = Settings::from_config(&config);
-    let every = parse_duration(cli.every.as_deref().unwrap_or(&config.compactor.every))?;
+    let every_text = cli.every.as_deref().unwrap_or(&config.compactor.every);
+    let every = eventlog::parse_duration(every_text).ok_or_else(|| {
+        anyhow::anyhow!("--every {every_text:?}: expected a number and ms, s, m or h, e.g. 30s")
+    })?;
     let log = config.open_log()?;
     let lake = Lake::new(&config.lake_dir());
     // Fail fast if another compactor holds the lake (each run takes the lock again).

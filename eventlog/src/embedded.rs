@@ -94,8 +94,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).io("sync", dir)
 }
 
-/// Writes a small file atomically: temporary name, fsync, rename, fsync the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a small file atomically: temporary name (`<stem>.tmp.<pid>`), fsync,
+/// rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = File::create(&tmp).io("create", &tmp)?;
     f.write_all(bytes).io("write", &tmp)?;

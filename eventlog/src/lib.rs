@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use bytes::Bytes;
 pub use codec::KNOWN_HEADERS;
 pub use config::{PipelineConfig, partition_for};
-pub use embedded::{EmbeddedLog, EmbeddedReader};
+pub use embedded::{EmbeddedLog, EmbeddedReader, write_atomic};
 pub use error::{Error, IoContext, Result};
 
 /// A header name: usually one of a few static names, so no allocation per record.
@@ -90,22 +90,26 @@ impl FromStr for FsyncPolicy {
         match s {
             "always" => Ok(FsyncPolicy::Always),
             "never" => Ok(FsyncPolicy::Never),
-            _ => {
-                let (n, unit) = if let Some(n) = s.strip_suffix("ms") {
-                    (n, 1)
-                } else if let Some(n) = s.strip_suffix('s') {
-                    (n, 1000)
-                } else {
-                    return Err(bad());
-                };
-                let n: u64 = n.trim().parse().map_err(|_| bad())?;
-                if n == 0 {
-                    return Err(bad());
-                }
-                Ok(FsyncPolicy::Interval(Duration::from_millis(n * unit)))
-            }
+            _ => parse_duration(s).map(FsyncPolicy::Interval).ok_or_else(bad),
         }
     }
+}
+
+/// A positive duration written as a number and a unit: `500ms`, `30s`, `5m`, `1h`.
+/// Every duration in the config and on command lines is read with this.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// Settings of the embedded backend.
@@ -324,6 +328,18 @@ mod tests {
         );
         assert!("embedded:".parse::<LogUrl>().is_err());
         assert!("s3://bucket".parse::<LogUrl>().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let ms = |s: &str| parse_duration(s).map(|d| d.as_millis());
+        assert_eq!(ms("500ms"), Some(500));
+        assert_eq!(ms("30s"), Some(30_000));
+        assert_eq!(ms("5m"), Some(300_000));
+        assert_eq!(ms("1h"), Some(3_600_000));
+        assert_eq!(ms("0s"), None);
+        assert_eq!(ms("soon"), None);
+        assert_eq!(ms("10"), None);
     }
 
     #[test]

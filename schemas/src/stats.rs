@@ -38,6 +38,26 @@ pub fn is_cost_spike(cost: f64, p99_of_service: f64, factor: f64) -> bool {
     cost > factor * p99_of_service
 }
 
+/// What a kept event adds to its service's `cost_spike` distribution: its cost, unless
+/// it is flagged `cost_negative` (SPEC section 4).
+pub fn spike_sample(cost: f64, cost_negative: bool) -> Option<f64> {
+    (!cost_negative).then_some(cost)
+}
+
+/// `cost_spike` of a kept event, given the p99 of its service's distribution (`None`
+/// when the service has none yet).
+pub fn cost_spike_flag(
+    cost: f64,
+    cost_negative: bool,
+    p99_of_service: Option<f64>,
+    factor: f64,
+) -> bool {
+    match (spike_sample(cost, cost_negative), p99_of_service) {
+        (Some(c), Some(p)) => is_cost_spike(c, p, factor),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +99,9 @@ mod tests {
     fn cost_spike() {
         assert!(is_cost_spike(16.0, 10.0, SPIKE_FACTOR));
         assert!(!is_cost_spike(15.0, 10.0, SPIKE_FACTOR));
+        assert!(cost_spike_flag(16.0, false, Some(10.0), SPIKE_FACTOR));
+        assert!(!cost_spike_flag(16.0, true, Some(10.0), SPIKE_FACTOR));
+        assert!(!cost_spike_flag(16.0, false, None, SPIKE_FACTOR));
+        assert_eq!(spike_sample(-3.0, true), None);
     }
 }

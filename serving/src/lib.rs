@@ -100,10 +100,7 @@ pub const DAILY: TableDef = TableDef {
 };
 pub const SPEED_DAILY: TableDef = TableDef {
     name: "speed_daily_usage_by_org",
-    partition: &["org_id"],
-    clustering: &["usage_date", "service"],
-    keys: DAILY_KEYS,
-    values: DAILY_VALUES,
+    ..DAILY
 };
 pub const TICKETS: TableDef = TableDef {
     name: "tickets_by_severity_date",

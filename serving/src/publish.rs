@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use compactor::cursor::Cursor;
 use compactor::table::json_rows;
-use eventlog::{Log, PartitionReader};
+use eventlog::{Log, PartitionReader, StoredRecord};
 use schemas::speed::DailyMessage;
 use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 use serde_json::Value;
@@ -30,6 +31,12 @@ fn max_text(rows: &[JsonRow], col: &str) -> Option<String> {
         .filter_map(|r| r.get(col).and_then(Value::as_str))
         .max()
         .map(str::to_owned)
+}
+
+/// A `speed.daily_usage` record with the checksum of its bytes.
+fn decode_daily(r: StoredRecord) -> Result<(u64, (u32, DailyMessage))> {
+    let m = serde_json::from_slice(&r.record.value)?;
+    Ok((r.offset, (crc32c::crc32c(&r.record.value), m)))
 }
 
 /// Where a publish of `speed.daily_usage` stopped, per partition: the next offset and
@@ -77,19 +84,11 @@ pub fn speed_rows(
             (true, Some(s)) => s.get(&p).map_or(0, |x| x.0),
             _ => 0,
         };
-        let mut r = log.reader(DAILY_TOPIC, p, from)?;
         let mut last_crc = since.and_then(|s| s.get(&p)).map_or(0, |x| x.1);
-        while r.position() < end {
-            let batch = r.poll(10_000)?;
-            if batch.is_empty() {
-                anyhow::bail!("{DAILY_TOPIC}/{p} ends before its committed position {end}");
-            }
-            for rec in batch.into_iter().filter(|r| r.offset < end) {
-                let m: DailyMessage = serde_json::from_slice(&rec.record.value)
-                    .with_context(|| format!("{DAILY_TOPIC}/{p} offset {}", rec.offset))?;
-                last_crc = crc32c::crc32c(&rec.record.value);
-                latest.insert((m.org_id.clone(), m.usage_date, m.service.clone()), m);
-            }
+        let mut cur = Cursor::new(log, DAILY_TOPIC, p, from, end, decode_daily)?;
+        while let Some((_, (crc, m))) = cur.next()? {
+            last_crc = crc;
+            latest.insert((m.org_id.clone(), m.usage_date, m.service.clone()), m);
         }
         positions.insert(p, (end, if end == 0 { 0 } else { last_crc }));
     }

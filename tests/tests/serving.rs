@@ -45,10 +45,14 @@ fn all_answers(store: &serving::embedded::EmbeddedStore, org: &str) -> Vec<Answe
         .collect()
 }
 
-#[test]
-fn queries_equal_the_gold_marts_and_publishing_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+/// The sample through the whole pipeline, published to an embedded store.
+fn published_sample(
+    data: &Path,
+) -> (
+    eventlog::EmbeddedLog,
+    std::path::PathBuf,
+    serving::embedded::EmbeddedStore,
+) {
     let log = open_log(data);
     replay(&log, data, &landing());
     process(&log, data, FromOffset::Committed);
@@ -56,6 +60,14 @@ fn queries_equal_the_gold_marts_and_publishing_is_idempotent() {
     let lake = data.join("lake");
     let store = serving::embedded::EmbeddedStore::open(&data.join("serving")).unwrap();
     serving::publish::publish(&store, &lake, &log).unwrap();
+    (log, lake, store)
+}
+
+#[test]
+fn queries_equal_the_gold_marts_and_publishing_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (log, lake, store) = published_sample(data);
 
     // The gold marts as read straight from the Parquet files.
     let daily = lake_rows(&lake, "gold/org_daily_usage_by_service");
@@ -236,13 +248,7 @@ fn extra_event(landing: &Path, id: &str, date: &str, cost: f64) -> String {
 fn days_after_the_batch_come_from_the_speed_view_until_batch_covers_them() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let log = open_log(&data);
-    replay(&log, &data, &landing());
-    process(&log, &data, FromOffset::Committed);
-    compact(&log, &data, &compactor_settings(), false);
-    let lake = data.join("lake");
-    let store = serving::embedded::EmbeddedStore::open(&data.join("serving")).unwrap();
-    serving::publish::publish(&store, &lake, &log).unwrap();
+    let (log, lake, store) = published_sample(&data);
     let high_water = store.meta(serving::META_BATCH_HIGH_WATER).unwrap().unwrap();
 
     // Two events on the day after the batch's last day.
@@ -323,13 +329,7 @@ fn cassandra_backend_answers_like_the_embedded_store() {
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let log = open_log(data);
-    replay(&log, data, &landing());
-    process(&log, data, FromOffset::Committed);
-    compact(&log, data, &compactor_settings(), false);
-    let lake = data.join("lake");
-    let embedded = serving::embedded::EmbeddedStore::open(&data.join("serving")).unwrap();
-    serving::publish::publish(&embedded, &lake, &log).unwrap();
+    let (log, lake, embedded) = published_sample(data);
     let cassandra = serving::open(&uri).unwrap();
     serving::publish::publish(&cassandra, &lake, &log).unwrap();
     // Twice: upserts leave the same rows.

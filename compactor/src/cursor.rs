@@ -1,0 +1,68 @@
+//! Reading a topic partition up to a committed position, decoded record by record.
+
+use std::collections::VecDeque;
+
+use anyhow::{Context, Result, bail};
+use eventlog::{Log, PartitionReader, StoredRecord};
+
+/// Reads one topic partition from a position up to (not including) `end`.
+pub struct Cursor<R, T> {
+    reader: R,
+    buf: VecDeque<(u64, T)>,
+    end: u64,
+    what: String,
+    decode: fn(StoredRecord) -> Result<(u64, T)>,
+}
+
+impl<R: PartitionReader, T> Cursor<R, T> {
+    pub fn new(
+        log: &impl Log<Reader = R>,
+        topic: &str,
+        p: u32,
+        from: u64,
+        end: u64,
+        decode: fn(StoredRecord) -> Result<(u64, T)>,
+    ) -> Result<Self> {
+        Ok(Cursor {
+            reader: log.reader(topic, p, from.min(end))?,
+            buf: VecDeque::new(),
+            end,
+            what: format!("{topic}/{p}"),
+            decode,
+        })
+    }
+
+    /// The next record's key (its raw offset, or its own offset) and value.
+    pub fn peek(&mut self) -> Result<Option<&(u64, T)>> {
+        if self.buf.is_empty() && self.reader.position() < self.end {
+            let want = (self.end - self.reader.position()).min(8192) as usize;
+            let recs = self.reader.poll(want)?;
+            if recs.is_empty() {
+                bail!(
+                    "{} ends at {} before its committed position {}",
+                    self.what,
+                    self.reader.position(),
+                    self.end
+                );
+            }
+            for r in recs.into_iter().filter(|r| r.offset < self.end) {
+                let offset = r.offset;
+                self.buf.push_back(
+                    (self.decode)(r).with_context(|| format!("{} offset {offset}", self.what))?,
+                );
+            }
+        }
+        Ok(self.buf.front())
+    }
+
+    /// The next record, decoded, or `None` at `end`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<(u64, T)>> {
+        self.peek()?;
+        Ok(self.pop())
+    }
+
+    pub fn pop(&mut self) -> Option<(u64, T)> {
+        self.buf.pop_front()
+    }
+}
