@@ -179,17 +179,16 @@ impl Lake {
             .write(true)
             .open(&path)
             .with_context(|| format!("open {}", path.display()))?;
-        match f.try_lock() {
-            Ok(()) => Ok(f),
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
+        let locked = eventlog::try_lock_with_grace(&f)
+            .with_context(|| format!("lock {}", path.display()))?;
+        if !locked {
+            bail!(
                 "another compactor is writing {} (lock {} is held)",
                 self.link.display(),
                 path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("lock {}", path.display()))
-            }
+            );
         }
+        Ok(f)
     }
 
     /// Drops an unfinished generation (nothing changed).

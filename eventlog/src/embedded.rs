@@ -342,6 +342,28 @@ impl Log for EmbeddedLog {
     }
 }
 
+/// How long a writer waits for a partition lock another holder is releasing.
+const LOCK_GRACE: Duration = Duration::from_millis(500);
+
+/// Takes the file's exclusive lock, waiting up to [`LOCK_GRACE`] for it. A flock
+/// belongs to the open file description, and a child process forked by any thread
+/// of this process shares that description until it execs: a writer closed and
+/// reopened in the same process can find its own old lock still held for that
+/// moment. A second writer still gets its clear error, half a second later.
+pub fn try_lock_with_grace(file: &File) -> std::io::Result<bool> {
+    let deadline = Instant::now() + LOCK_GRACE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// The one writer of a partition.
 struct PartitionWriter {
     topic: String,
@@ -388,16 +410,12 @@ impl PartitionWriter {
             .write(true)
             .open(&lock_path)
             .io("open", &lock_path)?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    topic: topic.to_owned(),
-                    partition,
-                    lock: lock_path,
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e).io("lock", &lock_path),
+        if !try_lock_with_grace(&lock_file).io("lock", &lock_path)? {
+            return Err(Error::Locked {
+                topic: topic.to_owned(),
+                partition,
+                lock: lock_path,
+            });
         }
         let bases = list_segments(&dir)?;
         let base = bases.last().copied().unwrap_or(0);

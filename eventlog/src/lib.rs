@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use bytes::Bytes;
 pub use codec::KNOWN_HEADERS;
 pub use config::{PipelineConfig, partition_for};
-pub use embedded::{EmbeddedLog, EmbeddedReader, write_atomic};
+pub use embedded::{EmbeddedLog, EmbeddedReader, try_lock_with_grace, write_atomic};
 pub use error::{Error, IoContext, Result};
 
 /// A header name: usually one of a few static names, so no allocation per record.

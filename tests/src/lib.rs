@@ -209,7 +209,9 @@ pub fn duckdb_python() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("python3"));
     let ok = std::process::Command::new(&candidate)
-        .args(["-c", "import duckdb"])
+        // Not a bare import: from this crate's directory, `tests/duckdb/` would
+        // import as an empty namespace package.
+        .args(["-c", "import duckdb; duckdb.sql('select 1').fetchall()"])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
