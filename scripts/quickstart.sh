@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline, end to end, on generated data with the embedded defaults.
 # Usage: scripts/quickstart.sh [DEMO_DIR]   (default ./demo; it is recreated)
+# It ends by serving the dashboard at $DASHBOARD_ADDR (default 127.0.0.1:8080) until
+# Ctrl-C; QUICKSTART_SERVE=0 stops after printing the queries instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo="${1:-./demo}"
@@ -55,3 +57,10 @@ echo "-- q4: monthly revenue in USD"
 "$bin/serving" query q4 --org "$org"
 echo "-- q5: GenAI tokens and estimated cost per day"
 "$bin/serving" query q5 --org "$org" | head -n 16
+
+addr="${DASHBOARD_ADDR:-127.0.0.1:8080}"
+if [ "${QUICKSTART_SERVE:-1}" != 0 ]; then
+  echo "== the dashboard and its JSON API (/api/q1 .. /api/q5, /api/orgs), until Ctrl-C:"
+  echo "   open http://$addr/ in a browser"
+  exec "$bin/serving" serve --addr "$addr"
+fi

@@ -13,6 +13,9 @@ const META: &str = "_meta";
 
 pub struct EmbeddedStore {
     db: DB,
+    /// For a reader: the secondary instance's own directory (its info log), removed
+    /// when the store is dropped.
+    _secondary: Option<tempfile::TempDir>,
 }
 
 fn partition_prefix(table: &str, partition: &[&str]) -> Vec<u8> {
@@ -47,7 +50,34 @@ impl EmbeddedStore {
         let mut o = Options::default();
         o.create_if_missing(true);
         let db = DB::open(&o, dir).with_context(|| format!("serving store {}", dir.display()))?;
-        Ok(EmbeddedStore { db })
+        Ok(EmbeddedStore {
+            db,
+            _secondary: None,
+        })
+    }
+
+    /// Opens the store for reading only, as a RocksDB secondary instance: it takes no
+    /// lock, so queries and the dashboard run while `serving publish` writes, and
+    /// [`ServingStore::refresh`] catches up with what the writer wrote since.
+    pub fn open_reader(dir: &Path) -> Result<EmbeddedStore> {
+        if !dir.join("CURRENT").exists() {
+            // Nothing published yet: an empty store answers empty queries. (If a
+            // writer creates it at this moment, its lock refuses this open; fine.)
+            drop(EmbeddedStore::open(dir));
+        }
+        let secondary = tempfile::Builder::new()
+            .prefix("serving-reader-")
+            .tempdir()
+            .context("serving store reader: a temporary directory")?;
+        let mut o = Options::default();
+        // A secondary instance keeps every file open (RocksDB requires it).
+        o.set_max_open_files(-1);
+        let db = DB::open_as_secondary(&o, dir, secondary.path())
+            .with_context(|| format!("serving store {} (reader)", dir.display()))?;
+        Ok(EmbeddedStore {
+            db,
+            _secondary: Some(secondary),
+        })
     }
 
     fn write(&self, b: WriteBatch) -> Result<()> {
@@ -145,6 +175,15 @@ impl ServingStore for EmbeddedStore {
             .context("serving store read")?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
+
+    fn refresh(&self) -> Result<()> {
+        if self._secondary.is_some() {
+            self.db
+                .try_catch_up_with_primary()
+                .context("serving store: catching up with the writer")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -191,5 +230,38 @@ mod tests {
         s.put_meta("x", "1").unwrap();
         assert_eq!(s.meta("x").unwrap().as_deref(), Some("1"));
         assert_eq!(s.meta("y").unwrap(), None);
+    }
+
+    #[test]
+    fn a_reader_runs_beside_the_writer_and_catches_up() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("serving");
+        // Before anything was published: an empty store, no error.
+        let early = EmbeddedStore::open_reader(&dir).unwrap();
+        assert_eq!(early.meta("x").unwrap(), None);
+        let w = EmbeddedStore::open(&dir).unwrap();
+        w.put_meta("x", "1").unwrap();
+        let r = EmbeddedStore::open_reader(&dir).unwrap();
+        assert_eq!(r.meta("x").unwrap().as_deref(), Some("1"));
+        w.replace_table(&crate::DAILY, &[row("a", "2025-07-01", "compute", 1.0)])
+            .unwrap();
+        w.put_meta("x", "2").unwrap();
+        // A reader sees what it opened on until it refreshes.
+        assert_eq!(r.meta("x").unwrap().as_deref(), Some("1"));
+        r.refresh().unwrap();
+        early.refresh().unwrap();
+        for reader in [&r, &early] {
+            assert_eq!(reader.meta("x").unwrap().as_deref(), Some("2"));
+            assert_eq!(
+                reader
+                    .scan(&crate::DAILY, &["a"], None, None)
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
+        // The writer's lock is not the reader's: a second reader opens while the
+        // writer holds the store.
+        EmbeddedStore::open_reader(&dir).unwrap();
     }
 }

@@ -7,9 +7,12 @@
 //! `table / partition / clustering` keys so that the same reads are prefix scans.
 
 pub mod cassandra;
+pub mod dashboard;
 pub mod embedded;
+pub mod http;
 pub mod publish;
 pub mod query;
+pub mod svg;
 
 use anyhow::Result;
 pub use compactor::table::JsonRow;
@@ -152,6 +155,55 @@ pub const META_TICKETS_LATEST: &str = "tickets_latest_date";
 pub const META_SPEED_POSITIONS: &str = "speed_positions";
 /// The years of `revenue_by_month`'s partitions, comma-separated.
 pub const META_REVENUE_YEARS: &str = "revenue_years";
+/// Every org with daily rows (batch or real-time), its name and first and last
+/// `usage_date`: a JSON array of [`OrgRange`].
+pub const META_ORGS: &str = "orgs";
+/// The same for the real-time rows published so far (merged into `orgs`).
+pub const META_SPEED_ORGS: &str = "speed_orgs";
+
+/// An org and the days it has data for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrgRange {
+    pub org_id: String,
+    pub org_name: String,
+    pub first_date: String,
+    pub last_date: String,
+}
+
+/// Folds daily rows into `ranges` (by org id).
+pub fn extend_org_ranges(
+    ranges: &mut std::collections::BTreeMap<String, OrgRange>,
+    rows: impl IntoIterator<Item = OrgRange>,
+) {
+    for r in rows {
+        match ranges.get_mut(&r.org_id) {
+            Some(have) => {
+                if r.first_date < have.first_date {
+                    have.first_date = r.first_date;
+                }
+                if r.last_date > have.last_date {
+                    have.last_date = r.last_date;
+                    have.org_name = r.org_name;
+                }
+            }
+            None => {
+                ranges.insert(r.org_id.clone(), r);
+            }
+        }
+    }
+}
+
+/// A daily row's org and day as a one-day range.
+pub fn daily_org_range(row: &JsonRow) -> OrgRange {
+    let text = |c: &str| key_text(row.get(c));
+    let day = text("usage_date");
+    OrgRange {
+        org_id: text("org_id"),
+        org_name: text("org_name"),
+        first_date: day.clone(),
+        last_date: day,
+    }
+}
 
 /// Where serving rows live.
 pub trait ServingStore {
@@ -171,6 +223,11 @@ pub trait ServingStore {
     ) -> Result<Vec<JsonRow>>;
     fn put_meta(&self, name: &str, value: &str) -> Result<()>;
     fn meta(&self, name: &str) -> Result<Option<String>>;
+    /// A reader catches up with what writers wrote since it opened (a no-op where
+    /// every read already sees the latest writes, as in Cassandra).
+    fn refresh(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A key column's value as text (dates are `YYYY-MM-DD`, which sorts as dates do).
@@ -229,25 +286,50 @@ impl ServingStore for AnyStore {
             AnyStore::Cassandra(s) => s.meta(name),
         }
     }
+
+    fn refresh(&self) -> Result<()> {
+        match self {
+            AnyStore::Embedded(s) => s.refresh(),
+            AnyStore::Cassandra(s) => s.refresh(),
+        }
+    }
 }
 
 /// Opens the store the config's serving URL names: `embedded:<dir>`, or
 /// `cassandra://host:port[,host:port]/keyspace` (with the `[serving]` section and
 /// `PIPELINE_CASSANDRA_*` settings from the environment).
 pub fn open_configured(config: &eventlog::PipelineConfig) -> Result<AnyStore> {
-    open_with(&config.serving_url(), &config.serving)
+    open_with(&config.serving_url(), &config.serving, Access::Write)
+}
+
+/// Opens the configured store for queries only: the embedded store as a reader that
+/// runs beside a writer (see [`embedded::EmbeddedStore::open_reader`]).
+pub fn open_configured_reader(config: &eventlog::PipelineConfig) -> Result<AnyStore> {
+    open_with(&config.serving_url(), &config.serving, Access::Read)
 }
 
 /// Opens the store a serving URL names, with no `[serving]` settings from a file.
 pub fn open(url: &str) -> Result<AnyStore> {
-    open_with(url, &Default::default())
+    open_with(url, &Default::default(), Access::Write)
 }
 
-fn open_with(url: &str, section: &eventlog::config::ServingSection) -> Result<AnyStore> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+fn open_with(
+    url: &str,
+    section: &eventlog::config::ServingSection,
+    access: Access,
+) -> Result<AnyStore> {
     if let Some(dir) = url.strip_prefix("embedded:") {
-        return Ok(AnyStore::Embedded(embedded::EmbeddedStore::open(
-            std::path::Path::new(dir),
-        )?));
+        let dir = std::path::Path::new(dir);
+        return Ok(AnyStore::Embedded(match access {
+            Access::Write => embedded::EmbeddedStore::open(dir)?,
+            Access::Read => embedded::EmbeddedStore::open_reader(dir)?,
+        }));
     }
     if url.starts_with("cassandra://") {
         let settings =

@@ -45,6 +45,15 @@ enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Serves the dashboard and a JSON API of the five queries over HTTP, read-only.
+    Serve {
+        /// Where to listen (loopback unless you say otherwise; port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Threads answering requests.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,9 +62,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = PipelineConfig::load(cli.config.as_deref())?;
-    let store = serving::open_configured(&config)?;
     match cli.command {
         Command::Publish => {
+            let store = serving::open_configured(&config)?;
             let log = config.open_log()?;
             let report = serving::publish::publish(&store, &config.lake_dir(), &log)?;
             tracing::info!(rows = ?report.rows, "published");
@@ -76,9 +85,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 days,
                 top,
             };
+            let store = serving::open_configured_reader(&config)?;
             let answer = query::run(&store, &query, &args)?;
             print!("{}", query::render(&answer, &format)?);
         }
+        Command::Serve { addr, workers } => {
+            let store = serving::open_configured_reader(&config)?;
+            let server = serving::http::Server::bind(
+                store,
+                serving::http::ServeOptions {
+                    addr,
+                    workers,
+                    refresh_every: std::time::Duration::from_secs(1),
+                },
+            )?;
+            if let Some(a) = server.local_addr() {
+                // The first line of stdout: scripts and tests read the address here.
+                println!("dashboard: http://{a}/");
+                std::io::Write::flush(&mut std::io::stdout())?;
+                tracing::info!(addr = %a, "serving the dashboard and the JSON API");
+            }
+            server.run()?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn serve_listens_on_loopback_unless_told_otherwise() {
+        let cli = Cli::try_parse_from(["serving", "serve"]).unwrap();
+        let Command::Serve { addr, workers } = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(addr, "127.0.0.1:8080");
+        assert!(workers > 0);
+    }
 }

@@ -14,8 +14,9 @@ use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 use serde_json::Value;
 
 use crate::{
-    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_REVENUE_YEARS, META_SPEED_POSITIONS,
-    META_TICKETS_LATEST, REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
+    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_ORGS, META_REVENUE_YEARS, META_SPEED_ORGS,
+    META_SPEED_POSITIONS, META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG, SPEED_DAILY,
+    ServingStore, TICKETS, daily_org_range, extend_org_ranges,
 };
 
 /// Rows published per table.
@@ -149,14 +150,29 @@ pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result
         .meta(META_SPEED_POSITIONS)?
         .and_then(|s| serde_json::from_str(&s).ok());
     let (speed, positions, incremental) = speed_rows(log, since.as_ref())?;
+    // The orgs the real-time rows cover, accumulated like the rows themselves.
+    let mut speed_orgs: BTreeMap<String, OrgRange> = BTreeMap::new();
     if incremental {
         store.upsert(&SPEED_DAILY, &speed)?;
+        let before: Vec<OrgRange> = store
+            .meta(META_SPEED_ORGS)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        extend_org_ranges(&mut speed_orgs, before);
     } else {
         store.replace_table(&SPEED_DAILY, &speed)?;
     }
+    extend_org_ranges(&mut speed_orgs, speed.iter().map(daily_org_range));
+    let speed_orgs: Vec<OrgRange> = speed_orgs.into_values().collect();
+    store.put_meta(META_SPEED_ORGS, &serde_json::to_string(&speed_orgs)?)?;
     store.put_meta(META_SPEED_POSITIONS, &serde_json::to_string(&positions)?)?;
     report.rows.insert(SPEED_DAILY.name, speed.len());
     report.speed_incremental = incremental;
+    let mut orgs: BTreeMap<String, OrgRange> = BTreeMap::new();
+    extend_org_ranges(&mut orgs, daily.iter().map(daily_org_range));
+    extend_org_ranges(&mut orgs, speed_orgs);
+    let orgs: Vec<OrgRange> = orgs.into_values().collect();
+    store.put_meta(META_ORGS, &serde_json::to_string(&orgs)?)?;
     // The high-water marks go last: a query never looks past the rows it can see.
     if let Some(d) = max_text(&daily, "usage_date") {
         store.put_meta(META_BATCH_HIGH_WATER, &d)?;

@@ -21,6 +21,47 @@ pub struct QueryArgs {
     pub top: Option<usize>,
 }
 
+/// The longest window q2 and q3 accept, in days (ten years).
+pub const MAX_DAYS: i64 = 3660;
+/// The most services q2 returns.
+pub const MAX_TOP: usize = 1000;
+
+/// An org id as the pipeline writes them: letters, digits, `_ - . :`, at most 128.
+pub fn valid_org(org: &str) -> bool {
+    (1..=128).contains(&org.len())
+        && org
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+impl QueryArgs {
+    /// The checks every caller shares (the CLI and the HTTP API): a bad value is an
+    /// error with a one-line reason, never a query.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(org) = &self.org
+            && !valid_org(org)
+        {
+            bail!("bad org {org:?}: expected 1 to 128 letters, digits, '_', '-', '.' or ':'");
+        }
+        if let (Some(f), Some(t)) = (self.from, self.to)
+            && f > t
+        {
+            bail!("from {f} is after to {t}");
+        }
+        if let Some(d) = self.days
+            && !(1..=MAX_DAYS).contains(&d)
+        {
+            bail!("bad days {d}: expected 1 to {MAX_DAYS}");
+        }
+        if let Some(n) = self.top
+            && !(1..=MAX_TOP).contains(&n)
+        {
+            bail!("bad top {n}: expected 1 to {MAX_TOP}");
+        }
+        Ok(())
+    }
+}
+
 /// A query's answer: its columns (the mart's names) and rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -94,6 +135,7 @@ fn num(r: &JsonRow, c: &str) -> f64 {
 }
 
 pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answer> {
+    args.validate()?;
     match q {
         // q1: daily cost and requests per service for one org over a date range.
         "q1" => {
@@ -109,7 +151,7 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
         // latest usage_date and including it.
         "q2" => {
             let org = org(args, q)?;
-            let days = args.days.unwrap_or(14).max(1);
+            let days = args.days.unwrap_or(14);
             let top = args.top.unwrap_or(3);
             let rows = daily_rows(store, &org, None, None)?;
             let mut sums: BTreeMap<String, f64> = BTreeMap::new();
@@ -143,7 +185,7 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
         // q3: critical tickets and SLA breach rate per day over the last N days,
         // ending at the latest created_date of tickets_by_severity_date.
         "q3" => {
-            let days = args.days.unwrap_or(30).max(1);
+            let days = args.days.unwrap_or(30);
             let columns = vec![
                 "severity",
                 "created_date",
@@ -253,28 +295,44 @@ fn cell(v: &Value) -> String {
     }
 }
 
+impl Answer {
+    /// One row as a JSON object whose fields are in the query's column order.
+    fn json_object(&self, row: &JsonRow) -> Result<String> {
+        let fields = self
+            .columns
+            .iter()
+            .map(|c| {
+                let v = row.get(*c).unwrap_or(&Value::Null);
+                Ok(format!(
+                    "{}:{}",
+                    serde_json::to_string(c)?,
+                    serde_json::to_string(v)?
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(format!("{{{}}}", fields.join(",")))
+    }
+
+    /// The rows as one JSON array of objects (the HTTP API's shape, which Grafana's
+    /// JSON and Infinity data sources read as a table).
+    pub fn json_array(&self) -> Result<String> {
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| self.json_object(r))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(format!("[{}]", rows.join(",")))
+    }
+}
+
 /// The answer as `table`, `csv` or `json` (JSON Lines, the mart's column names).
 pub fn render(a: &Answer, format: &str) -> Result<String> {
     let mut out = String::new();
     match format {
         "json" => {
-            // Fields in the query's column order.
             for r in &a.rows {
-                let fields = a
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        let v = r.get(*c).unwrap_or(&Value::Null);
-                        Ok(format!(
-                            "{}:{}",
-                            serde_json::to_string(c)?,
-                            serde_json::to_string(v)?
-                        ))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                out.push('{');
-                out.push_str(&fields.join(","));
-                out.push_str("}\n");
+                out.push_str(&a.json_object(r)?);
+                out.push('\n');
             }
         }
         "csv" => {

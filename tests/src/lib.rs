@@ -137,6 +137,17 @@ pub fn bin(name: &str) -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join(name)
 }
 
+/// One of the pipeline's binaries, set up to run on `data` (`PIPELINE_DATA_DIR`) with
+/// the embedded defaults, no fsync, quiet logs, from `data`'s parent directory.
+pub fn pipeline_command(name: &str, data: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(bin(name));
+    c.env("PIPELINE_DATA_DIR", data)
+        .env("PIPELINE_LOG_FSYNC", "never")
+        .env("RUST_LOG", "warn")
+        .current_dir(data.parent().unwrap());
+    c
+}
+
 /// A cheap deterministic sequence of delays in `[lo_ms, hi_ms)`, so that a failure
 /// can be reproduced.
 pub fn delays(n: usize, seed: u64, lo_ms: u64, hi_ms: u64) -> Vec<Duration> {

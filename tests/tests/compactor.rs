@@ -717,11 +717,7 @@ fn incremental_runs_with_merges_equal_reprocessing() {
 }
 
 fn run_compactor(data: &Path) -> Command {
-    let mut c = Command::new(bin("compactor"));
-    c.env("PIPELINE_DATA_DIR", data)
-        .env("RUST_LOG", "warn")
-        .current_dir(data.parent().unwrap());
-    c
+    pipeline_command("compactor", data)
 }
 
 /// What a reader of the lake sees must always be complete: the manifest parses, every

@@ -237,12 +237,8 @@ fn replaying_again_adds_only_quarantine_and_reprocessing_changes_nothing() {
 }
 
 fn run_processor(data: &Path) -> Command {
-    let mut c = Command::new(bin("processor"));
-    c.env("PIPELINE_DATA_DIR", data)
-        .env("PIPELINE_LOG_FSYNC", "never")
-        .env("RUST_LOG", "warn")
-        .args(["--metrics-addr", "127.0.0.1:0"])
-        .current_dir(data.parent().unwrap());
+    let mut c = pipeline_command("processor", data);
+    c.args(["--metrics-addr", "127.0.0.1:0"]);
     c
 }
 

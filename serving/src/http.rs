@@ -1,0 +1,377 @@
+//! `serving serve`: a read-only HTTP server over the serving store. A JSON API (one
+//! endpoint per dashboard query, the same parameters, defaults and rows as `serving
+//! query --format json`, as one JSON array), the orgs with their date ranges,
+//! `/healthz`, and the dashboard page.
+//!
+//! Every parameter is checked before any read ([`QueryArgs::validate`], shared with
+//! the CLI); a bad one is a 400 with a one-line reason. Values reach the store only
+//! as key bounds of a partition scan, never as query text.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use chrono::NaiveDate;
+
+use crate::dashboard;
+use crate::query::{self, QueryArgs};
+use crate::{META_BATCH_HIGH_WATER, ServingStore};
+
+/// What a request gets back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+/// The longest request target accepted (a longer one is a 414).
+const MAX_TARGET: usize = 4096;
+
+impl Reply {
+    fn ok(content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type,
+            body,
+        }
+    }
+
+    /// An error as JSON for the API, as text elsewhere: one line.
+    fn error(status: u16, api: bool, message: &str) -> Reply {
+        let line = message.replace(['\n', '\r'], " ");
+        if api {
+            let body = serde_json::json!({ "error": line }).to_string();
+            Reply {
+                status,
+                content_type: JSON,
+                body,
+            }
+        } else {
+            Reply {
+                status,
+                content_type: "text/plain; charset=utf-8",
+                body: format!("{line}\n"),
+            }
+        }
+    }
+}
+
+/// `%XX` and `+` decoded; `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The query string as parameters: each known at most once, none unknown.
+fn parameters(query: &str, known: &[&str]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode(k).ok_or_else(|| anyhow!("bad percent-encoding in the query"))?;
+        let v = percent_decode(v).ok_or_else(|| anyhow!("bad percent-encoding in {k}"))?;
+        if !known.contains(&k.as_str()) {
+            let k: String = k.chars().take(40).collect();
+            return Err(anyhow!(
+                "unknown parameter {k:?}: expected {}",
+                known.join(", ")
+            ));
+        }
+        if out.insert(k.clone(), v).is_some() {
+            return Err(anyhow!("parameter {k} given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// A whole-number parameter, if given.
+fn whole<T: std::str::FromStr>(p: &BTreeMap<String, String>, k: &str) -> Result<Option<T>> {
+    p.get(k)
+        .map(|v| {
+            v.parse::<T>().map_err(|_| {
+                let v: String = v.chars().take(40).collect();
+                anyhow!("bad {k} {v:?}: expected a whole number")
+            })
+        })
+        .transpose()
+}
+
+/// Parameters as the CLI's flags: the same names, parsed the same way, then checked.
+fn query_args(p: &BTreeMap<String, String>) -> Result<QueryArgs> {
+    let short = |v: &str| -> String { v.chars().take(40).collect() };
+    let date = |k: &str| -> Result<Option<NaiveDate>> {
+        p.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .map_err(|_| anyhow!("bad {k} {:?}: expected YYYY-MM-DD", short(v)))
+            })
+            .transpose()
+    };
+    let args = QueryArgs {
+        org: p.get("org").filter(|v| !v.is_empty()).cloned(),
+        from: date("from")?,
+        to: date("to")?,
+        days: whole(p, "days")?,
+        top: whole(p, "top")?,
+    };
+    args.validate()?;
+    Ok(args)
+}
+
+const QUERY_PARAMS: &[&str] = &["org", "from", "to", "days", "top"];
+const PAGE_PARAMS: &[&str] = &["org", "from", "to"];
+
+/// Answers one request. Only GET and HEAD; the store is only read.
+pub fn handle(store: &impl ServingStore, method: &str, target: &str) -> Reply {
+    let api = target.starts_with("/api/");
+    if target.len() > MAX_TARGET {
+        return Reply::error(414, api, "request target too long");
+    }
+    if method != "GET" && method != "HEAD" {
+        return Reply::error(405, api, &format!("method {method} not allowed: GET only"));
+    }
+    let (path, query_text) = target.split_once('?').unwrap_or((target, ""));
+    let bad = |e: anyhow::Error| Reply::error(400, api, &format!("{e:#}"));
+    let failed = |e: anyhow::Error| {
+        tracing::error!(error = format!("{e:#}"), target, "request failed");
+        Reply::error(500, api, &format!("{e:#}"))
+    };
+    match path {
+        "/api/q1" | "/api/q2" | "/api/q3" | "/api/q4" | "/api/q5" => {
+            let args = match parameters(query_text, QUERY_PARAMS).and_then(|p| query_args(&p)) {
+                Ok(a) => a,
+                Err(e) => return bad(e),
+            };
+            let q = &path["/api/".len()..];
+            if args.org.is_none() && matches!(q, "q1" | "q2" | "q5") {
+                return bad(anyhow!("{q} needs org"));
+            }
+            match query::run(store, q, &args).and_then(|a| a.json_array()) {
+                Ok(body) => Reply::ok(JSON, body),
+                Err(e) => failed(e),
+            }
+        }
+        "/api/orgs" => {
+            if let Err(e) = parameters(query_text, &[]) {
+                return bad(e);
+            }
+            match dashboard::orgs(store).and_then(|o| Ok(serde_json::to_string(&o)?)) {
+                Ok(body) => Reply::ok(JSON, body),
+                Err(e) => failed(e),
+            }
+        }
+        "/healthz" => match store.meta(META_BATCH_HIGH_WATER) {
+            Ok(hw) => Reply::ok(
+                JSON,
+                serde_json::json!({ "status": "ok", "batch_high_water": hw }).to_string(),
+            ),
+            Err(e) => Reply::error(503, true, &format!("serving store unreadable: {e:#}")),
+        },
+        "/" | "/panels" => {
+            let args = match parameters(query_text, PAGE_PARAMS).and_then(|p| query_args(&p)) {
+                Ok(a) => a,
+                Err(e) => return bad(e),
+            };
+            let body = if path == "/" {
+                dashboard::page(store, &args)
+            } else {
+                dashboard::orgs(store)
+                    .and_then(|o| dashboard::panels(store, &dashboard::selection(&o, &args)))
+            };
+            match body {
+                Ok(body) => Reply::ok(HTML, body),
+                Err(e) => failed(e),
+            }
+        }
+        "/dashboard.js" => Reply::ok("text/javascript; charset=utf-8", dashboard::SCRIPT.into()),
+        "/dashboard.css" => Reply::ok("text/css; charset=utf-8", dashboard::STYLE.into()),
+        _ => Reply::error(404, api, "not found"),
+    }
+}
+
+/// The page may load only its own script and style sheet, and talk only to this
+/// server.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+fn respond(request: tiny_http::Request, reply: Reply) {
+    let mut response = tiny_http::Response::from_string(reply.body)
+        .with_status_code(tiny_http::StatusCode(reply.status));
+    for (k, v) in [
+        ("Content-Type", reply.content_type),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Content-Security-Policy", CSP),
+    ] {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = request.respond(response) {
+        tracing::debug!(error = %e, "client went away");
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: String,
+    pub workers: usize,
+    /// How often the store catches up with the writer (the embedded reader).
+    pub refresh_every: Duration,
+}
+
+/// A server that listens; [`Server::run`] answers until the process ends.
+pub struct Server<S> {
+    http: Arc<tiny_http::Server>,
+    store: Arc<S>,
+    options: ServeOptions,
+}
+
+impl<S: ServingStore + Send + Sync + 'static> Server<S> {
+    pub fn bind(store: S, options: ServeOptions) -> Result<Server<S>> {
+        let http = tiny_http::Server::http(&options.addr)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("cannot listen on {}", options.addr))?;
+        Ok(Server {
+            http: Arc::new(http),
+            store: Arc::new(store),
+            options,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.http.server_addr().to_ip()
+    }
+
+    pub fn run(self) -> Result<()> {
+        let store = self.store.clone();
+        let every = self.options.refresh_every;
+        std::thread::Builder::new()
+            .name("serving-refresh".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    if let Err(e) = store.refresh() {
+                        tracing::warn!(error = format!("{e:#}"), "serving store refresh failed");
+                    }
+                }
+            })
+            .context("start the refresh thread")?;
+        let mut workers = Vec::new();
+        for i in 0..self.options.workers.max(1) {
+            let (http, store) = (self.http.clone(), self.store.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("serving-http-{i}"))
+                    .spawn(move || {
+                        while let Ok(request) = http.recv() {
+                            let started = Instant::now();
+                            let method = request.method().as_str().to_owned();
+                            let target = request.url().to_owned();
+                            let reply = handle(store.as_ref(), &method, &target);
+                            let status = reply.status;
+                            respond(request, reply);
+                            tracing::debug!(
+                                method,
+                                target,
+                                status,
+                                micros = started.elapsed().as_micros() as u64,
+                                "request"
+                            );
+                        }
+                    })
+                    .context("start an HTTP worker")?,
+            );
+        }
+        for w in workers {
+            w.join().map_err(|_| anyhow!("an HTTP worker panicked"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None); // not UTF-8
+    }
+
+    #[test]
+    fn parameters_are_known_and_single() {
+        let p = parameters("org=a&days=3", QUERY_PARAMS).unwrap();
+        assert_eq!(p["org"], "a");
+        assert!(
+            parameters("org=a&org=b", QUERY_PARAMS)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        assert!(
+            parameters("limit=1", QUERY_PARAMS)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown parameter")
+        );
+        assert!(parameters("", QUERY_PARAMS).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_rejected_before_any_read() {
+        let args = |q: &str| query_args(&parameters(q, QUERY_PARAMS).unwrap());
+        for q in [
+            "org=a'b",
+            "org=%3Cscript%3E",
+            "from=2025-13-01",
+            "from=yesterday",
+            "to=2025-02-30",
+            "from=2025-07-02&to=2025-07-01",
+            "days=0",
+            "days=-1",
+            "days=99999",
+            "days=1.5",
+            "top=0",
+            "top=-3",
+            "top=x",
+            "top=100000",
+        ] {
+            let e = args(q).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{q}: {e}");
+        }
+        let ok = args("org=org_1&from=2025-07-01&to=2025-07-01&days=7&top=5").unwrap();
+        assert_eq!(ok.org.as_deref(), Some("org_1"));
+        assert_eq!((ok.days, ok.top), (Some(7), Some(5)));
+    }
+}

@@ -1,0 +1,501 @@
+//! The dashboard end to end on the sample, with the real binaries: `producer
+//! replay`, `processor`, `compactor --once` and `serving publish` build the serving
+//! store; `serving serve` answers over HTTP. Every API endpoint returns exactly what
+//! `serving query --format json` prints; every bad parameter is a 400; a running
+//! server sees what is published after it started; headless Chromium renders the
+//! five charts with the totals of the API's rows.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::*;
+use serde_json::Value;
+use serving::ServingStore;
+
+/// A `serving serve` child, killed when dropped.
+struct Served {
+    child: Child,
+    /// `127.0.0.1:<port>`
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The sample through the real binaries, then `serving serve` on a free port.
+fn pipeline_and_server(data: &Path) -> Served {
+    let mut replay = pipeline_command("producer", data);
+    replay.arg("replay").arg(landing());
+    run_ok(replay);
+    let mut process = pipeline_command("processor", data);
+    process.args(["--until-idle", "--metrics-addr", "127.0.0.1:0"]);
+    run_ok(process);
+    let mut compact = pipeline_command("compactor", data);
+    compact.arg("--once");
+    run_ok(compact);
+    let mut publish = pipeline_command("serving", data);
+    publish.arg("publish");
+    run_ok(publish);
+
+    let mut serve = pipeline_command("serving", data);
+    serve
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped());
+    let mut child = serve.spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // "dashboard: http://127.0.0.1:PORT/"
+    let addr = first
+        .trim()
+        .strip_prefix("dashboard: http://")
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("serving serve printed {first:?}"))
+        .to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    Served { child, addr }
+}
+
+/// A response: status and body (chunked bodies joined).
+fn request(addr: &str, method: &str, target: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    if !chunked {
+        return (status, body.to_owned());
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return (status, out);
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+fn get(addr: &str, target: &str) -> (u16, String) {
+    request(addr, "GET", target)
+}
+
+/// `serving query ... --format json`, as the API's one JSON array.
+fn cli_json(data: &Path, args: &[&str]) -> String {
+    let mut c = pipeline_command("serving", data);
+    c.arg("query").args(args).args(["--format", "json"]);
+    let lines: Vec<String> = run_ok(c).lines().map(str::to_owned).collect();
+    format!("[{}]", lines.join(","))
+}
+
+fn rows(body: &str) -> Vec<serde_json::Map<String, Value>> {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn sum(rows: &[serde_json::Map<String, Value>], col: &str) -> f64 {
+    rows.iter().map(|r| r[col].as_f64().unwrap()).sum()
+}
+
+/// The org the checks look at (one with GenAI usage, so that every chart has
+/// data), and its last 30 days with data.
+fn an_org(data: &Path, addr: &str) -> (String, String, String) {
+    let genai = lake_rows(&data.join("lake"), "gold/genai_tokens_by_org_date");
+    let org = genai[0]["org_id"].as_str().unwrap().to_owned();
+    let (status, body) = get(addr, "/api/orgs");
+    assert_eq!(status, 200, "{body}");
+    let orgs = rows(&body);
+    let me = orgs.iter().find(|o| o["org_id"] == org.as_str()).unwrap();
+    let to = me["last_date"].as_str().unwrap().to_owned();
+    let from = (chrono::NaiveDate::parse_from_str(&to, "%Y-%m-%d").unwrap()
+        - chrono::Duration::days(29))
+    .to_string();
+    (org, from, to)
+}
+
+fn check_api_equals_cli(data: &Path, addr: &str, org: &str, from: &str, to: &str) {
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("q1", vec![("org", org)]),
+        ("q1", vec![("org", org), ("from", from), ("to", to)]),
+        ("q2", vec![("org", org)]),
+        ("q2", vec![("org", org), ("days", "7"), ("top", "2")]),
+        ("q3", vec![]),
+        ("q3", vec![("days", "10")]),
+        ("q4", vec![]),
+        ("q4", vec![("org", org)]),
+        ("q5", vec![("org", org)]),
+        ("q5", vec![("org", org), ("from", from), ("to", to)]),
+    ];
+    for (q, params) in cases {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let target = format!("/api/{q}?{}", query.join("&"));
+        let (status, body) = get(addr, &target);
+        assert_eq!(status, 200, "{target}: {body}");
+        let mut args = vec![q.to_owned()];
+        for (k, v) in &params {
+            args.push(format!("--{k}"));
+            args.push((*v).to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cli = cli_json(data, &args);
+        assert_eq!(body, cli, "{target} differs from serving query {args:?}");
+        assert!(!rows(&body).is_empty(), "{target} has no rows");
+    }
+
+    // The orgs and their date ranges, against the gold daily mart read directly.
+    let daily = lake_rows(&data.join("lake"), "gold/org_daily_usage_by_service");
+    let mut want: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    for r in &daily {
+        let (o, d) = (
+            r["org_id"].as_str().unwrap(),
+            r["usage_date"].as_str().unwrap(),
+        );
+        let e = want
+            .entry(o.to_owned())
+            .or_insert_with(|| (d.to_owned(), d.to_owned()));
+        e.0 = e.0.clone().min(d.to_owned());
+        e.1 = e.1.clone().max(d.to_owned());
+    }
+    let (_, body) = get(addr, "/api/orgs");
+    let got: std::collections::BTreeMap<String, (String, String)> = rows(&body)
+        .iter()
+        .map(|o| {
+            let t = |c: &str| o[c].as_str().unwrap().to_owned();
+            (t("org_id"), (t("first_date"), t("last_date")))
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    let (status, body) = get(addr, "/healthz");
+    assert_eq!(status, 200);
+    let hw = daily
+        .iter()
+        .map(|r| r["usage_date"].as_str().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["batch_high_water"],
+        hw
+    );
+}
+
+fn check_bad_input(addr: &str, org: &str) {
+    let long_org = "o".repeat(200);
+    let bad: Vec<String> = vec![
+        "/api/q1".into(), // q1 needs an org
+        "/api/q2".into(),
+        "/api/q5".into(),
+        format!("/api/q1?org={org}&from=2025-13-01"),
+        format!("/api/q1?org={org}&from=yesterday"),
+        format!("/api/q1?org={org}&to=2025-02-30"),
+        format!("/api/q1?org={org}&from=2025-08-02&to=2025-08-01"),
+        format!("/api/q5?org={org}&from=%27%20OR%201%3D1%20--"),
+        "/api/q1?org=%27%20OR%201%3D1%20--".into(),
+        "/api/q1?org=a%00b".into(),
+        "/api/q1?org=%3Cscript%3E".into(),
+        format!("/api/q1?org={long_org}"),
+        "/api/q1?org=%zz".into(),
+        "/api/q1?org=%ff".into(),
+        format!("/api/q2?org={org}&days=0"),
+        format!("/api/q2?org={org}&days=-3"),
+        format!("/api/q2?org={org}&days=99999999999999999999999"),
+        format!("/api/q2?org={org}&days=1.5"),
+        format!("/api/q2?org={org}&top=0"),
+        format!("/api/q2?org={org}&top=x"),
+        format!("/api/q2?org={org}&top=18446744073709551616"),
+        "/api/q3?days=100000".into(),
+        format!("/api/q4?org={org}&org={org}"),
+        format!("/api/q4?org={org}&limit=5"),
+        "/api/orgs?x=1".into(),
+        "/?org=%3Cscript%3E".into(),
+        "/?days=3".into(),
+        "/panels?from=2025-99-01".into(),
+    ];
+    for target in &bad {
+        let (status, body) = get(addr, target);
+        assert_eq!(status, 400, "{target}: {body}");
+        assert_eq!(body.trim_end().lines().count(), 1, "{target}: {body}");
+        if target.starts_with("/api/") {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+        }
+    }
+    assert_eq!(get(addr, "/api/q9").0, 404);
+    assert_eq!(get(addr, "/nowhere").0, 404);
+    assert_eq!(request(addr, "POST", "/api/q3").0, 405);
+    assert_eq!(request(addr, "DELETE", "/").0, 405);
+    let (status, _) = get(addr, &format!("/api/q3?days={}", "9".repeat(5000)));
+    assert!(matches!(status, 400 | 414), "{status}");
+    // Still answering.
+    assert_eq!(get(addr, "/healthz").0, 200);
+}
+
+/// A running server sees rows published after it started: a day past the batch
+/// high-water mark, written to the real-time view, shows in q1 within seconds.
+fn check_live(data: &Path, addr: &str, org: &str) {
+    let (_, health) = get(addr, "/healthz");
+    let hw = serde_json::from_str::<Value>(&health).unwrap()["batch_high_water"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let next = (chrono::NaiveDate::parse_from_str(&hw, "%Y-%m-%d").unwrap()
+        + chrono::Duration::days(1))
+    .to_string();
+    let row: serving::JsonRow = serde_json::from_value(serde_json::json!({
+        "org_id": org, "usage_date": next, "service": "compute", "org_name": "x",
+        "industry": "x", "plan_tier": "x", "events": 1, "requests": 7.0, "cpu_hours": 0.0,
+        "storage_gb_hours": 0.0, "cost_usd": 12.5, "negative_cost_events": 0,
+        "genai_tokens": 0, "carbon_kg": 0.0
+    }))
+    .unwrap();
+    {
+        // The writer, beside the running server (which only reads).
+        let writer = serving::embedded::EmbeddedStore::open(&data.join("serving")).unwrap();
+        writer.upsert(&serving::SPEED_DAILY, &[row]).unwrap();
+    }
+    let target = format!("/api/q1?org={org}&from={next}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = get(addr, &target);
+        assert_eq!(status, 200);
+        let got = rows(&body);
+        if !got.is_empty() {
+            assert_eq!(got.len(), 1, "{body}");
+            assert_eq!(got[0]["cost_usd"], 12.5);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new day never showed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, panels) = get(addr, &format!("/panels?org={org}&from={next}&to={next}"));
+    assert!(panels.contains(r#"data-metric="cost_usd" data-value="12.5""#));
+}
+
+fn chromium() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("PIPELINE_TEST_CHROMIUM").unwrap_or_default(),
+        "/usr/bin/chromium".into(),
+        "/usr/bin/chromium-browser".into(),
+    ];
+    let found = candidates
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have Chromium for the dashboard test (.ci/run installs Debian's chromium)"
+        );
+        eprintln!("SKIPPED: the browser test (no Chromium; apt-get install chromium)");
+    }
+    found
+}
+
+/// Chromium, headless, on `url`: its stdout (the DOM with `--dump-dom`).
+fn headless(chromium: &Path, profile: &Path, extra: &[String], url: &str) -> String {
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        stdout.read_to_string(&mut out).unwrap();
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().unwrap()
+}
+
+/// The `data-value` of each labelled total in the chart of `query`.
+fn totals(dom: &str, query: &str) -> Vec<(String, f64)> {
+    let start = dom
+        .find(&format!(r#"data-query="{query}""#))
+        .unwrap_or_else(|| panic!("no {query} chart in the rendered page"));
+    let svg = &dom[start..start + dom[start..].find("</svg>").unwrap()];
+    let mut out = Vec::new();
+    let mut rest = svg;
+    while let Some(i) = rest.find(r#"data-metric=""#) {
+        rest = &rest[i + 13..];
+        let metric = rest[..rest.find('"').unwrap()].to_owned();
+        let j = rest.find(r#"data-value=""#).unwrap() + 12;
+        let value = rest[j..j + rest[j..].find('"').unwrap()].parse().unwrap();
+        out.push((metric, value));
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn check_browser(data: &Path, addr: &str, org: &str, from: &str, to: &str) {
+    let Some(chromium) = chromium() else { return };
+    let url = format!("http://{addr}/?org={org}&from={from}&to={to}");
+    let profile = data.join("chromium-profile");
+    let dom = headless(&chromium, &profile, &["--dump-dom".into()], &url);
+    assert!(
+        dom.contains("<main id=\"charts\""),
+        "not the dashboard: {dom}"
+    );
+
+    let api = |q: &str, params: &str| rows(&get(addr, &format!("/api/{q}?{params}")).1);
+    let range = format!("org={org}&from={from}&to={to}");
+    let q1 = api("q1", &range);
+    let q2 = api("q2", &format!("org={org}"));
+    let q3 = api("q3", "");
+    let q4 = api("q4", &format!("org={org}"));
+    let q5 = api("q5", &range);
+    let (tickets, breached) = (sum(&q3, "tickets"), sum(&q3, "sla_breached"));
+    let want: Vec<(&str, Vec<(&str, f64)>)> = vec![
+        (
+            "q1",
+            vec![
+                ("cost_usd", sum(&q1, "cost_usd")),
+                ("requests", sum(&q1, "requests")),
+            ],
+        ),
+        ("q2", vec![("cost_usd", sum(&q2, "cost_usd"))]),
+        (
+            "q3",
+            vec![
+                ("tickets", tickets),
+                ("sla_breached", breached),
+                ("sla_breach_rate", breached / tickets),
+            ],
+        ),
+        (
+            "q4",
+            vec![
+                ("revenue_usd", sum(&q4, "revenue_usd")),
+                ("taxes_usd", sum(&q4, "taxes_usd")),
+                ("total_usd", sum(&q4, "total_usd")),
+            ],
+        ),
+        (
+            "q5",
+            vec![
+                ("total_tokens", sum(&q5, "total_tokens")),
+                ("genai_cost_usd", sum(&q5, "genai_cost_usd")),
+            ],
+        ),
+    ];
+    for (q, expected) in want {
+        let got = totals(&dom, q);
+        assert_eq!(got.len(), expected.len(), "{q}: {got:?}");
+        for ((gm, gv), (wm, wv)) in got.iter().zip(&expected) {
+            assert_eq!(gm, wm, "{q}");
+            assert!(
+                close(*gv, *wv),
+                "{q} {gm}: the page shows {gv}, the API's rows sum to {wv}"
+            );
+        }
+        // (The sample's recent critical tickets breached no SLA: only the first
+        // total of each chart must be non-zero.)
+        assert!(
+            expected[0].1 > 0.0,
+            "{q}: the sample should give this chart data: {expected:?}"
+        );
+    }
+    // One bar group per day of q1, and a bar per service of q2.
+    let days: std::collections::BTreeSet<&str> = q1
+        .iter()
+        .map(|r| r["usage_date"].as_str().unwrap())
+        .collect();
+    assert!(dom.contains(&format!(
+        r#"data-query="q1" data-categories="{}""#,
+        days.len()
+    )));
+    assert!(dom.contains(&format!(
+        r#"data-query="q2" data-categories="{}""#,
+        q2.len()
+    )));
+
+    // The screenshot, kept as a CI artifact.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    headless(
+        &chromium,
+        &profile,
+        &[
+            "--window-size=1040,2400".into(),
+            format!("--screenshot={}", shot.display()),
+        ],
+        &url,
+    );
+    assert!(
+        std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0) > 10_000,
+        "no screenshot at {}",
+        shot.display()
+    );
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+#[test]
+fn the_dashboard_and_its_api_on_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = pipeline_and_server(&data);
+    let (org, from, to) = an_org(&data, &served.addr);
+    check_api_equals_cli(&data, &served.addr, &org, &from, &to);
+    check_bad_input(&served.addr, &org);
+    check_browser(&data, &served.addr, &org, &from, &to);
+    // Last: it adds a real-time day the other checks do not expect.
+    check_live(&data, &served.addr, &org);
+}
