@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Replay, raw-log, processor, latency and compactor benchmarks; prints Markdown
-tables for BENCHMARKS.md.
+"""Replay, raw-log, processor, latency, compactor and dashboard-API benchmarks;
+prints Markdown tables for BENCHMARKS.md.
 
 Usage: scripts/bench.py [--sizes 1000000,10000000] [--runs 3] [--dir /tmp/usage-bench]
-                        [--only replay,log,processor,latency,compactor]
+                        [--only replay,log,processor,latency,compactor,api]
                         [--python PATH_TO_PYTHON_WITH_DUCKDB]
 
 For each size it generates a landing directory once (seed 1, 60 days, 80 orgs), then
@@ -21,6 +21,7 @@ PROCESSOR = os.path.join(TARGET, "release", "processor")
 LATENCY = os.path.join(TARGET, "release", "examples", "latency")
 LOGBENCH = os.path.join(TARGET, "release", "examples", "logbench")
 COMPACTOR = os.path.join(TARGET, "release", "compactor")
+SERVING = os.path.join(TARGET, "release", "serving")
 
 
 def timed(cmd, env=None):
@@ -48,8 +49,8 @@ def main():
     ap.add_argument("--python", default=os.path.expanduser("~/.cache/usage-pipeline/venv/bin/python"))
     args = ap.parse_args()
     only = set(args.only.split(","))
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "producer", "-p", "eventlog",
-                    "-p", "processor", "-p", "compactor", "-p", "e2e", "--bins", "--examples"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace", "--bins", "--examples"],
+                   cwd=ROOT, check=True)
     os.makedirs(args.dir, exist_ok=True)
     if "replay" in only:
         bench_replay(args)
@@ -61,6 +62,8 @@ def main():
         bench_latency(args)
     if "compactor" in only:
         bench_compactor(args)
+    if "api" in only:
+        bench_api(args)
 
 
 def landing_of(args, size):
@@ -116,14 +119,8 @@ def bench_compactor(args):
     only the daily mart from the same silver files."""
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        landing = landing_of(args, size)
-        data = os.path.join(args.dir, f"cdata-{size}")
-        env = dict(os.environ, PIPELINE_DATA_DIR=data, PIPELINE_LOG_FSYNC="100ms", RUST_LOG="info")
-        if not os.path.exists(os.path.join(data, "processed")):
-            shutil.rmtree(data, ignore_errors=True)
-            timed([PRODUCER, "replay", landing], dict(env, RUST_LOG="warn"))
-            timed([PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0"], dict(env, RUST_LOG="warn"))
-            open(os.path.join(data, "processed"), "w").close()
+        data, env = processed_data(args, size)
+        env = dict(env, RUST_LOG="info")
         walls, compacts, golds, peaks, duck = [], [], [], [], []
         for _ in range(args.runs):
             for d in ("lake", "lake.gen"):
@@ -158,6 +155,97 @@ def bench_compactor(args):
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
+
+
+def processed_data(args, size):
+    """A data directory with `size` events replayed and processed (kept between runs)."""
+    landing = landing_of(args, size)
+    data = os.path.join(args.dir, f"cdata-{size}")
+    env = dict(os.environ, PIPELINE_DATA_DIR=data, PIPELINE_LOG_FSYNC="100ms", RUST_LOG="warn")
+    if not os.path.exists(os.path.join(data, "processed")):
+        shutil.rmtree(data, ignore_errors=True)
+        timed([PRODUCER, "replay", landing], env)
+        timed([PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0"], env)
+        open(os.path.join(data, "processed"), "w").close()
+    return data, env
+
+
+def wrk_latency(base, paths, seconds, connections, script_dir):
+    """p50 and p99 in ms and requests/s of `wrk --latency`, its requests cycling
+    through `paths`."""
+    script = os.path.join(script_dir, "paths.lua")
+    with open(script, "w") as f:
+        f.write("local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
+                "local i = 0\n"
+                "request = function()\n  i = i % #paths + 1\n"
+                "  return wrk.format(nil, paths[i])\nend\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, base],
+                         check=True, capture_output=True, text=True).stdout
+    def ms(text):
+        for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+            if text.endswith(unit):
+                return float(text[: -len(unit)]) * f
+        return float(text)
+    pct = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "99%"):
+            pct[parts[0]] = ms(parts[1])
+        if line.startswith("Requests/sec:"):
+            rps = float(line.split()[1])
+        if "Non-2xx" in line:
+            sys.exit(f"wrk saw errors on {paths[0]}:\n{out}")
+    return pct["50%"], pct["99%"], rps
+
+
+def bench_api(args):
+    """The marts of the largest size published, `serving serve` on loopback, and wrk
+    (2 threads, 50 connections, 10 s) on each endpoint, its requests cycling through
+    every org (and its last 30 days), `runs` times; with the answer cache (the
+    default) and without it (`--cache-mib 0`). Baseline in the same run: `/healthz`
+    (one small read: the server's floor)."""
+    import datetime, urllib.request
+    size = max(int(s) for s in args.sizes.split(","))
+    data, env = processed_data(args, size)
+    if not os.path.exists(os.path.join(data, "lake")):
+        timed([COMPACTOR, "--once"], env)
+    publish_secs, _ = timed([SERVING, "publish"], env)
+    for mode, extra in (("answer cache on (default)", []), ("no cache (--cache-mib 0)", ["--cache-mib", "0"])):
+        server = subprocess.Popen([SERVING, "serve", "--addr", "127.0.0.1:0"] + extra, env=env,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            base = server.stdout.readline().split()[1].rstrip("/")
+            orgs = json.load(urllib.request.urlopen(base + "/api/orgs"))
+            def per_org(fmt):
+                out = []
+                for o in orgs:
+                    to = o["last_date"]
+                    frm = (datetime.date.fromisoformat(to) - datetime.timedelta(days=29)).isoformat()
+                    out.append(fmt.format(org=o["org_id"], frm=frm, to=to))
+                return out
+            endpoints = [("/healthz (baseline)", ["/healthz"]),
+                         ("q1, 30 days", per_org("/api/q1?org={org}&from={frm}&to={to}")),
+                         ("q2", per_org("/api/q2?org={org}")), ("q3", ["/api/q3"]),
+                         ("q4", per_org("/api/q4?org={org}")),
+                         ("q5, 30 days", per_org("/api/q5?org={org}&from={frm}&to={to}")),
+                         ("orgs", ["/api/orgs"]),
+                         ("dashboard page (5 charts)", per_org("/?org={org}&from={frm}&to={to}"))]
+            rows = []
+            for name, paths in endpoints:
+                runs = [wrk_latency(base, paths, 10, 50, args.dir) for _ in range(args.runs)]
+                p50 = statistics.median(x[0] for x in runs)
+                p99 = statistics.median(x[1] for x in runs)
+                rps = statistics.median(x[2] for x in runs)
+                rows.append(f"| {name} | {p50:.2f} ms | {p99:.2f} ms | {rps:,.0f} | "
+                            f"{', '.join(f'{x[1]:.2f}' for x in runs)} |")
+        finally:
+            server.kill()
+        print(f"{mode}: marts of {size:,} events, published in {publish_secs:.1f} s; {len(orgs)} orgs.")
+        print()
+        print("| endpoint | p50 (median of runs) | p99 (median of runs) | requests/s | p99 of each run (ms) |")
+        print("|---|---|---|---|---|")
+        print("\n".join(rows))
+        print()
 
 
 def bench_latency(args):

@@ -176,6 +176,10 @@ impl ServingStore for EmbeddedStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    fn version(&self) -> Result<Option<String>> {
+        Ok(Some(self.db.latest_sequence_number().to_string()))
+    }
+
     fn refresh(&self) -> Result<()> {
         if self._secondary.is_some() {
             self.db

@@ -7,9 +7,9 @@
 //! the CLI); a bad one is a 400 with a one-line reason. Values reach the store only
 //! as key bounds of a partition scan, never as query text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -219,8 +219,8 @@ pub fn handle(store: &impl ServingStore, method: &str, target: &str) -> Reply {
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-fn respond(request: tiny_http::Request, reply: Reply) {
-    let mut response = tiny_http::Response::from_string(reply.body)
+fn respond(request: tiny_http::Request, reply: &Reply) {
+    let mut response = tiny_http::Response::from_data(reply.body.as_bytes())
         .with_status_code(tiny_http::StatusCode(reply.status));
     for (k, v) in [
         ("Content-Type", reply.content_type),
@@ -244,23 +244,97 @@ pub struct ServeOptions {
     pub workers: usize,
     /// How often the store catches up with the writer (the embedded reader).
     pub refresh_every: Duration,
+    /// The most the answer cache holds, in bytes (0: no cache).
+    pub cache_bytes: usize,
+}
+
+/// Answers by request target, good while the store's version stays the same: every
+/// viewer of a dashboard asks the same few questions until the next publish.
+#[derive(Default)]
+pub struct AnswerCache {
+    version: Option<String>,
+    replies: HashMap<String, Arc<Reply>>,
+    bytes: usize,
+}
+
+/// What may be cached: the answers that read the store, not the health check.
+fn cacheable(target: &str) -> bool {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    path.starts_with("/api/") || path == "/" || path == "/panels"
+}
+
+impl AnswerCache {
+    /// Drops every answer if the store's version moved. Call after the store caught
+    /// up: an answer read before is then either dropped here or refused by
+    /// [`AnswerCache::insert`].
+    pub fn set_version(&mut self, version: Option<String>) {
+        if version != self.version {
+            self.replies.clear();
+            self.bytes = 0;
+            self.version = version;
+        }
+    }
+
+    pub fn version(&self) -> Option<String> {
+        self.version.clone()
+    }
+
+    pub fn get(&self, target: &str) -> Option<Arc<Reply>> {
+        self.replies.get(target).cloned()
+    }
+
+    /// Keeps a 200 answer read at `version`, unless the version moved meanwhile.
+    /// When full, starts over (the set of questions a dashboard asks is small).
+    pub fn insert(&mut self, version: Option<String>, target: &str, reply: Arc<Reply>, cap: usize) {
+        if reply.status != 200 || version != self.version || reply.body.len() > cap {
+            return;
+        }
+        if self.bytes + reply.body.len() > cap {
+            self.replies.clear();
+            self.bytes = 0;
+        }
+        self.bytes += reply.body.len();
+        self.replies.insert(target.to_owned(), reply);
+    }
 }
 
 /// A server that listens; [`Server::run`] answers until the process ends.
 pub struct Server<S> {
     http: Arc<tiny_http::Server>,
     store: Arc<S>,
+    cache: Arc<RwLock<AnswerCache>>,
     options: ServeOptions,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<S: ServingStore + Send + Sync + 'static> Server<S> {
     pub fn bind(store: S, options: ServeOptions) -> Result<Server<S>> {
-        let http = tiny_http::Server::http(&options.addr)
-            .map_err(|e| anyhow!("{e}"))
+        let listener = std::net::TcpListener::bind(&options.addr)
             .with_context(|| format!("cannot listen on {}", options.addr))?;
+        // No Nagle delay: the server writes a response's head and body separately,
+        // and a client that delays its ACK would hold the body back 40 ms. (Linux
+        // gives accepted connections the listener's TCP_NODELAY.)
+        socket2::SockRef::from(&listener)
+            .set_tcp_nodelay(true)
+            .context("set TCP_NODELAY")?;
+        let http = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("cannot serve on {}", options.addr))?;
+        let cache = AnswerCache {
+            version: store.version().ok().flatten(),
+            ..AnswerCache::default()
+        };
         Ok(Server {
             http: Arc::new(http),
             store: Arc::new(store),
+            cache: Arc::new(RwLock::new(cache)),
             options,
         })
     }
@@ -270,22 +344,26 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
     }
 
     pub fn run(self) -> Result<()> {
-        let store = self.store.clone();
+        let (store, cache) = (self.store.clone(), self.cache.clone());
         let every = self.options.refresh_every;
         std::thread::Builder::new()
             .name("serving-refresh".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(every);
-                    if let Err(e) = store.refresh() {
-                        tracing::warn!(error = format!("{e:#}"), "serving store refresh failed");
+                    match store.refresh().and_then(|()| store.version()) {
+                        Ok(v) => write(&cache).set_version(v),
+                        Err(e) => {
+                            tracing::warn!(error = format!("{e:#}"), "serving store refresh failed")
+                        }
                     }
                 }
             })
             .context("start the refresh thread")?;
+        let cap = self.options.cache_bytes;
         let mut workers = Vec::new();
         for i in 0..self.options.workers.max(1) {
-            let (http, store) = (self.http.clone(), self.store.clone());
+            let (http, store, cache) = (self.http.clone(), self.store.clone(), self.cache.clone());
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("serving-http-{i}"))
@@ -294,9 +372,25 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
                             let started = Instant::now();
                             let method = request.method().as_str().to_owned();
                             let target = request.url().to_owned();
-                            let reply = handle(store.as_ref(), &method, &target);
+                            let use_cache = cap > 0 && method == "GET" && cacheable(&target);
+                            let (version, hit) = if use_cache {
+                                let c = read(&cache);
+                                (c.version(), c.get(&target))
+                            } else {
+                                (None, None)
+                            };
+                            let reply = match hit {
+                                Some(r) => r,
+                                None => {
+                                    let r = Arc::new(handle(store.as_ref(), &method, &target));
+                                    if use_cache {
+                                        write(&cache).insert(version, &target, r.clone(), cap);
+                                    }
+                                    r
+                                }
+                            };
                             let status = reply.status;
-                            respond(request, reply);
+                            respond(request, &reply);
                             tracing::debug!(
                                 method,
                                 target,
@@ -320,6 +414,38 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn reply(status: u16, body: &str) -> Arc<Reply> {
+        Arc::new(Reply {
+            status,
+            content_type: JSON,
+            body: body.into(),
+        })
+    }
+
+    #[test]
+    fn the_cache_holds_answers_of_one_version_only() {
+        let mut c = AnswerCache::default();
+        c.set_version(Some("1".into()));
+        c.insert(Some("1".into()), "/api/q3", reply(200, "[1]"), 100);
+        assert_eq!(c.get("/api/q3").unwrap().body, "[1]");
+        // Errors are not kept; nor an answer read at a version that has moved on.
+        c.insert(Some("1".into()), "/api/q9", reply(404, "x"), 100);
+        assert!(c.get("/api/q9").is_none());
+        c.set_version(Some("2".into()));
+        assert!(
+            c.get("/api/q3").is_none(),
+            "a new version drops every answer"
+        );
+        c.insert(Some("1".into()), "/api/q3", reply(200, "[old]"), 100);
+        assert!(c.get("/api/q3").is_none(), "read before the move: refused");
+        // Full: starts over.
+        c.insert(Some("2".into()), "/a", reply(200, &"x".repeat(60)), 100);
+        c.insert(Some("2".into()), "/b", reply(200, &"y".repeat(60)), 100);
+        assert!(c.get("/a").is_none() && c.get("/b").is_some());
+        assert!(cacheable("/api/q1?org=a") && cacheable("/") && cacheable("/panels?org=a"));
+        assert!(!cacheable("/healthz") && !cacheable("/dashboard.js"));
+    }
 
     #[test]
     fn percent_decoding() {

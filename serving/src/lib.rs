@@ -155,6 +155,9 @@ pub const META_TICKETS_LATEST: &str = "tickets_latest_date";
 pub const META_SPEED_POSITIONS: &str = "speed_positions";
 /// The years of `revenue_by_month`'s partitions, comma-separated.
 pub const META_REVENUE_YEARS: &str = "revenue_years";
+/// Written last by every publish (a timestamp): readers that cache answers drop
+/// them when it changes.
+pub const META_PUBLISHED: &str = "published_at";
 /// Every org with daily rows (batch or real-time), its name and first and last
 /// `usage_date`: a JSON array of [`OrgRange`].
 pub const META_ORGS: &str = "orgs";
@@ -228,6 +231,12 @@ pub trait ServingStore {
     fn refresh(&self) -> Result<()> {
         Ok(())
     }
+    /// Changes whenever what a query reads may have changed: a cache of answers is
+    /// good while it stays the same. By default the mark `serving publish` writes
+    /// last; the embedded store has an exact one (RocksDB's sequence number).
+    fn version(&self) -> Result<Option<String>> {
+        self.meta(META_PUBLISHED)
+    }
 }
 
 /// A key column's value as text (dates are `YYYY-MM-DD`, which sorts as dates do).
@@ -291,6 +300,13 @@ impl ServingStore for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.refresh(),
             AnyStore::Cassandra(s) => s.refresh(),
+        }
+    }
+
+    fn version(&self) -> Result<Option<String>> {
+        match self {
+            AnyStore::Embedded(s) => s.version(),
+            AnyStore::Cassandra(s) => s.version(),
         }
     }
 }

@@ -53,6 +53,9 @@ enum Command {
         /// Threads answering requests.
         #[arg(long, default_value_t = 8)]
         workers: usize,
+        /// Answers kept until the next publish, at most this many MiB (0: none).
+        #[arg(long, default_value_t = 64)]
+        cache_mib: usize,
     },
 }
 
@@ -89,7 +92,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let answer = query::run(&store, &query, &args)?;
             print!("{}", query::render(&answer, &format)?);
         }
-        Command::Serve { addr, workers } => {
+        Command::Serve {
+            addr,
+            workers,
+            cache_mib,
+        } => {
             let store = serving::open_configured_reader(&config)?;
             let server = serving::http::Server::bind(
                 store,
@@ -97,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     addr,
                     workers,
                     refresh_every: std::time::Duration::from_secs(1),
+                    cache_bytes: cache_mib << 20,
                 },
             )?;
             if let Some(a) = server.local_addr() {
@@ -119,7 +127,7 @@ mod tests {
     #[test]
     fn serve_listens_on_loopback_unless_told_otherwise() {
         let cli = Cli::try_parse_from(["serving", "serve"]).unwrap();
-        let Command::Serve { addr, workers } = cli.command else {
+        let Command::Serve { addr, workers, .. } = cli.command else {
             panic!("not serve")
         };
         assert_eq!(addr, "127.0.0.1:8080");

@@ -14,9 +14,9 @@ use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 use serde_json::Value;
 
 use crate::{
-    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_ORGS, META_REVENUE_YEARS, META_SPEED_ORGS,
-    META_SPEED_POSITIONS, META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG, SPEED_DAILY,
-    ServingStore, TICKETS, daily_org_range, extend_org_ranges,
+    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_YEARS,
+    META_SPEED_ORGS, META_SPEED_POSITIONS, META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG,
+    SPEED_DAILY, ServingStore, TICKETS, daily_org_range, extend_org_ranges,
 };
 
 /// Rows published per table.
@@ -187,5 +187,9 @@ pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result
     years.sort();
     years.dedup();
     store.put_meta(META_REVENUE_YEARS, &years.join(","))?;
+    store.put_meta(
+        META_PUBLISHED,
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    )?;
     Ok(report)
 }
