@@ -184,6 +184,19 @@ pub trait PartitionReader: Send {
     fn position(&self) -> u64;
 }
 
+/// A URL fit for a message: the user information before `@` in its authority (where
+/// a password would be) replaced by `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Where the log lives, from its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogUrl {
@@ -204,14 +217,20 @@ impl FromStr for LogUrl {
             }
             return Ok(LogUrl::Embedded(PathBuf::from(path)));
         }
+        let shown = redact_url(url);
         if let Some(rest) = url.strip_prefix("kafka://") {
             if rest.is_empty() {
-                return Err(Error::Config(format!("log URL {url:?} names no broker")));
+                return Err(Error::Config(format!("log URL {shown:?} names no broker")));
+            }
+            if rest.contains('@') {
+                return Err(Error::Config(format!(
+                    "log URL {shown:?}: credentials in the URL are not accepted"
+                )));
             }
             return Ok(LogUrl::Kafka(rest.trim_end_matches('/').to_owned()));
         }
         Err(Error::Config(format!(
-            "log URL {url:?}: expected embedded:<dir> or kafka://host:port"
+            "log URL {shown:?}: expected embedded:<dir> or kafka://host:port"
         )))
     }
 }
@@ -328,6 +347,22 @@ mod tests {
         );
         assert!("embedded:".parse::<LogUrl>().is_err());
         assert!("s3://bucket".parse::<LogUrl>().is_err());
+        let e = "kafka://bob:hunter2@b:9092".parse::<LogUrl>().unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = "s3://bob:hunter2@bucket/x".parse::<LogUrl>().unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_in_messages() {
+        assert_eq!(
+            redact_url("cassandra://u:p@h:9042/ks"),
+            "cassandra://<redacted>@h:9042/ks"
+        );
+        assert_eq!(redact_url("kafka://h:9092"), "kafka://h:9092");
+        // An `@` after the authority is not user information.
+        assert_eq!(redact_url("kafka://h:9092/a@b"), "kafka://h:9092/a@b");
+        assert_eq!(redact_url("embedded:./x@y"), "embedded:./x@y");
     }
 
     #[test]

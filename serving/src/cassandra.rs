@@ -38,11 +38,19 @@ fn is_identifier(s: &str) -> bool {
 impl FromStr for CassandraUrl {
     type Err = anyhow::Error;
 
-    fn from_str(url: &str) -> Result<Self> {
-        let rest = url
+    fn from_str(full: &str) -> Result<Self> {
+        // Every message shows the URL without what could be a password.
+        let url = eventlog::redact_url(full);
+        let rest = full
             .strip_prefix("cassandra://")
             .with_context(|| format!("{url:?}: expected cassandra://host:port/keyspace"))?;
         let (hosts, keyspace) = rest.split_once('/').unwrap_or((rest, DEFAULT_KEYSPACE));
+        if hosts.contains('@') {
+            bail!(
+                "{url:?}: credentials in the URL are not accepted; set \
+                 PIPELINE_CASSANDRA_USERNAME and PIPELINE_CASSANDRA_PASSWORD"
+            );
+        }
         let keyspace = if keyspace.is_empty() {
             DEFAULT_KEYSPACE
         } else {

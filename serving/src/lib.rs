@@ -354,5 +354,8 @@ fn open_with(
             cassandra::CassandraStore::connect(settings)?,
         )));
     }
-    anyhow::bail!("serving URL {url}: expected embedded:<dir> or cassandra://host:port/keyspace")
+    anyhow::bail!(
+        "serving URL {}: expected embedded:<dir> or cassandra://host:port/keyspace",
+        eventlog::redact_url(url)
+    )
 }
