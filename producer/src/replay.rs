@@ -587,32 +587,9 @@ fn scan_times(f: &LandingFile, file: u32) -> Result<Vec<Entry>> {
 
 fn replay_csv<L: Log>(sink: &mut Sink<'_, L>, f: &LandingFile) -> Result<()> {
     let slot = sink.slot(&f.source.raw_topic(), 0)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_path(&f.path)
-        .map_err(|e| Error::Usage(format!("{}: {e}", f.path.display())))?;
-    let header: Vec<String> = reader
-        .byte_headers()
-        .map_err(|e| Error::Usage(format!("{}: {e}", f.path.display())))?
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim_start_matches('\u{feff}')
-                .to_owned()
-        })
-        .collect();
+    let file = File::open(&f.path).io("open", &f.path)?;
     let rel = Bytes::copy_from_slice(f.rel.as_bytes());
-    let mut row = csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut row) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(Error::Usage(format!("{}: {e}", f.path.display()))),
-        }
-        let line_no = row.position().map_or(0, |p| p.line());
-        let fields: Vec<&[u8]> = row.iter().collect();
-        let (key, value) = schemas::csv_row_value(f.source, &header, &fields);
+    csv_rows(file, f.source, |key, value, line_no| {
         if sink.is_new(slot) {
             sink.push(
                 slot,
@@ -624,8 +601,48 @@ fn replay_csv<L: Log>(sink: &mut Sink<'_, L>, f: &LandingFile) -> Result<()> {
                 },
             )?;
         }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        Error::Usage(m) => Error::Usage(format!("{}: {m}", f.path.display())),
+        other => other,
+    })
+}
+
+/// Each row of a CSV extract of `source` as its raw record (natural key, the row as a
+/// JSON object of its fields) and line number: the header row names the fields, a
+/// byte-order mark is dropped, rows may have more or fewer fields than the header.
+pub fn csv_rows(
+    input: impl std::io::Read,
+    source: Source,
+    mut each: impl FnMut(String, Vec<u8>, u64) -> Result<()>,
+) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
+    let header: Vec<String> = reader
+        .byte_headers()
+        .map_err(|e| Error::Usage(e.to_string()))?
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .to_owned()
+        })
+        .collect();
+    let mut row = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut row) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(Error::Usage(e.to_string())),
+        }
+        let line_no = row.position().map_or(0, |p| p.line());
+        let fields: Vec<&[u8]> = row.iter().collect();
+        let (key, value) = schemas::csv_row_value(source, &header, &fields);
+        each(key, value, line_no)?;
     }
-    Ok(())
 }
 
 /// Paces events at `speedup` times event time: the first event sets the clock.
