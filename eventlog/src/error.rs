@@ -4,12 +4,13 @@ use std::path::PathBuf;
 /// carries the path it happened on.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{op} {path}: {source}")]
+    /// The I/O error is part of the message, not a separate source, so that a
+    /// one-line error chain says it once.
+    #[error("{op} {path}: {error}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "partition {topic}/{partition} is already open for writing by another process (lock {lock})"
@@ -55,10 +56,10 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn io(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|error| Error::Io {
             op,
             path: path.into(),
-            source,
+            error,
         })
     }
 }

@@ -30,30 +30,12 @@ impl Drop for Served {
     }
 }
 
-fn run_ok(mut c: Command) -> String {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The sample through the real binaries, then `serving serve` on a free port.
 fn pipeline_and_server(data: &Path) -> Served {
     let mut replay = pipeline_command("producer", data);
     replay.arg("replay").arg(landing());
     run_ok(replay);
-    let mut process = pipeline_command("processor", data);
-    process.args(["--until-idle", "--metrics-addr", "127.0.0.1:0"]);
-    run_ok(process);
-    let mut compact = pipeline_command("compactor", data);
-    compact.arg("--once");
-    run_ok(compact);
-    let mut publish = pipeline_command("serving", data);
-    publish.arg("publish");
-    run_ok(publish);
+    catch_up(data);
 
     let mut serve = pipeline_command("serving", data);
     serve

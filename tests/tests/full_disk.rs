@@ -1,0 +1,131 @@
+//! A full disk while the log, the processor's state, the lake and the serving store
+//! are written (SPEC section 9): the data directory is a small tmpfs; each step runs
+//! out of space, must fail with a one-line error (no panic), and, once the tmpfs is
+//! grown again, must resume and finish. The end result must equal a clean run.
+//!
+//! Needs root (to mount a tmpfs); says SKIPPED otherwise.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e::*;
+
+/// A tmpfs mounted on a directory, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, bytes: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then(|| Tmpfs(dir.to_owned()))
+    }
+
+    fn resize(&self, bytes: u64) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Bytes in use.
+    fn used(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["-B1", "--output=used"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+const ROOMY: u64 = 1 << 30;
+
+/// Runs a step with `spare` bytes left on the disk: it must fail with a one-line
+/// error about space; then, with room again, succeed.
+fn fails_then_resumes(disk: &Tmpfs, data: &Path, name: &str, args: &[&str], spare: u64) {
+    // (A tmpfs of size 0 would have no limit at all.)
+    assert!(spare > 0);
+    disk.resize(disk.used() + spare);
+    let mut c = pipeline_command(name, data);
+    c.args(args);
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{name} {args:?} had room after all: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{name} {args:?} panicked: {stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error") && last.to_lowercase().contains("space"),
+        "{name} {args:?}: the last line should say the disk is full: {stderr}"
+    );
+    eprintln!("{name} {args:?} with {spare} bytes spare: {last}");
+    disk.resize(ROOMY);
+    let mut again = pipeline_command(name, data);
+    again.args(args);
+    run_ok(again);
+}
+
+#[test]
+fn a_full_disk_fails_clearly_and_resumes_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Some(disk) = Tmpfs::mount(&data, 2 << 20) else {
+        eprintln!("SKIPPED: the full-disk test needs root to mount a tmpfs");
+        return;
+    };
+    let landing = landing().to_string_lossy().into_owned();
+    // The log: far from enough for the sample.
+    fails_then_resumes(
+        &disk,
+        &data,
+        "producer",
+        &["replay", &landing, "--order", "file"],
+        512 << 10,
+    );
+    // The processor's outputs and state, the lake, the serving store: each with a
+    // little room, not enough.
+    fails_then_resumes(
+        &disk,
+        &data,
+        "processor",
+        &["--until-idle", "--metrics-addr", "127.0.0.1:0"],
+        1 << 20,
+    );
+    fails_then_resumes(&disk, &data, "compactor", &["--once"], 256 << 10);
+    fails_then_resumes(&disk, &data, "serving", &["publish"], 64 << 10);
+
+    let clean = dir.path().join("clean/data");
+    std::fs::create_dir_all(&clean).unwrap();
+    batch_run(&clean, &e2e::landing());
+    assert_same_outputs(&data, &clean);
+}
