@@ -421,6 +421,16 @@ where
     pub fn run(&self, reprocess_all: bool) -> Result<RunSummary> {
         let started = Instant::now();
         let _lock = self.lake.lock()?;
+        // A lake damaged from outside (a file deleted or cut short) is rebuilt from
+        // the log, the source of truth.
+        let damaged = self.lake.damaged()?;
+        let reprocess_all = reprocess_all || !damaged.is_empty();
+        if !damaged.is_empty() {
+            tracing::error!(
+                files = ?damaged,
+                "lake files are missing or damaged; rebuilding the lake from the log"
+            );
+        }
         let t = targets(self.log, self.settings.event_partitions)?;
         let old = if reprocess_all {
             Manifest::default()

@@ -24,6 +24,11 @@ pub struct Manifest {
     pub positions: BTreeMap<String, BTreeMap<u32, u64>>,
     /// `cost_spike` threshold per service the silver files were written with.
     pub spike_thresholds: BTreeMap<String, f64>,
+    /// Every Parquet file of the generation (path relative to it) and its size, so
+    /// that a file deleted or cut short later is noticed (empty in a manifest written
+    /// before this existed: nothing to check).
+    #[serde(default)]
+    pub files: BTreeMap<String, u64>,
 }
 
 impl Manifest {
@@ -121,10 +126,47 @@ impl Lake {
         Ok(NewGeneration { number, dir })
     }
 
+    /// The current generation's Parquet files that are missing, of another size than
+    /// the manifest says, or without Parquet's closing magic bytes: the lake was
+    /// damaged outside the compactor.
+    pub fn damaged(&self) -> Result<Vec<String>> {
+        let Some((_, dir)) = self.current()? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (rel, &size) in &read_manifest(&dir)?.files {
+            let path = dir.join(rel);
+            let problem = match std::fs::File::open(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("missing".to_owned()),
+                Err(e) => Some(e.to_string()),
+                Ok(f) => {
+                    use std::os::unix::fs::FileExt;
+                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    let mut tail = [0u8; 4];
+                    if len != size {
+                        Some(format!("{len} bytes, {size} expected"))
+                    } else if len < 4
+                        || f.read_exact_at(&mut tail, len - 4).is_err()
+                        || &tail != b"PAR1"
+                    {
+                        Some("no Parquet footer".to_owned())
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(p) = problem {
+                out.push(format!("{rel} ({p})"));
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes the manifest and switches the link to the new generation.
     pub fn commit(&self, generation: &NewGeneration, manifest: &Manifest) -> Result<()> {
         let mut m = manifest.clone();
         m.generation = generation.number;
+        m.files = parquet_files(&generation.dir)?;
         // Everything the generation holds is on disk before the link points to it.
         sync_tree(&generation.dir)?;
         let bytes = serde_json::to_vec_pretty(&m)?;
@@ -263,6 +305,27 @@ fn sync_tree(dir: &Path) -> Result<()> {
         }
     }
     sync_dir(dir)
+}
+
+/// Every `.parquet` file under `root`, by path relative to it, with its size.
+fn parquet_files(root: &Path) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let path = entry.path();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet")
+                && let Ok(rel) = path.strip_prefix(root)
+            {
+                out.insert(rel.to_string_lossy().into_owned(), meta.len());
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
