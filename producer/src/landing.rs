@@ -80,7 +80,32 @@ pub fn scan(dir: &Path) -> Result<(Vec<LandingFile>, Vec<String>)> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Paths from the landing directory never lead out of it: links to files and
+    /// directories elsewhere are listed as ignored, not read.
+    #[test]
+    fn links_out_of_the_landing_directory_are_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let (landing, outside) = (t.path().join("landing"), t.path().join("outside"));
+        std::fs::create_dir_all(landing.join("usage_events_stream")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(landing.join("users.csv"), "user_id\n").unwrap();
+        std::fs::write(outside.join("customers_orgs.csv"), "org_id\n").unwrap();
+        std::fs::write(outside.join("secret.jsonl"), "{}\n").unwrap();
+        std::os::unix::fs::symlink(&outside, landing.join("more")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.join("secret.jsonl"),
+            landing.join("usage_events_stream/e.jsonl"),
+        )
+        .unwrap();
+        let (files, ignored) = scan(&landing).unwrap();
+        let rels: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, ["users.csv"]);
+        assert_eq!(ignored, ["more", "usage_events_stream/e.jsonl"]);
+        assert!(files.iter().all(|f| f.path.starts_with(&landing)));
+    }
 
     #[test]
     fn csv_names() {
