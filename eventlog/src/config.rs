@@ -268,6 +268,9 @@ mod tests {
     #[test]
     fn defaults_and_env_overrides() {
         let mut c = PipelineConfig::default();
+        // What listens binds to loopback unless configured otherwise.
+        let metrics: std::net::SocketAddr = c.processor.metrics_addr.parse().unwrap();
+        assert!(metrics.ip().is_loopback());
         assert_eq!(c.log_url(), "embedded:./data/log");
         assert_eq!(c.serving_url(), "embedded:./data/serving");
         c.apply_env(|k| match k {
