@@ -1,6 +1,6 @@
 //! A full disk while the log, the processor's state, the lake and the serving store
-//! are written (SPEC section 9): the data directory is a small tmpfs; each step runs
-//! out of space, must fail with a one-line error (no panic), and, once the tmpfs is
+//! are written (SPEC section 9): the data directory is a small tmpfs (the state
+//! directory another); each step runs out of space, must fail with a one-line error (no panic), and, once the tmpfs is
 //! grown again, must resume and finish. The end result must equal a clean run.
 //!
 //! Needs root (to mount a tmpfs); says SKIPPED otherwise.
@@ -65,9 +65,9 @@ impl Drop for Tmpfs {
 
 const ROOMY: u64 = 1 << 30;
 
-/// Runs a step with `spare` bytes left on the disk: it must fail with a one-line
-/// error about space; then, with room again, succeed.
-fn fails_then_resumes(disk: &Tmpfs, data: &Path, name: &str, args: &[&str], spare: u64) {
+/// Runs a step with `spare` bytes left on `disk`: it must fail with a one-line
+/// error about space, and no panic.
+fn fails(disk: &Tmpfs, data: &Path, name: &str, args: &[&str], spare: u64) {
     // (A tmpfs of size 0 would have no limit at all.)
     assert!(spare > 0);
     disk.resize(disk.used() + spare);
@@ -89,10 +89,19 @@ fn fails_then_resumes(disk: &Tmpfs, data: &Path, name: &str, args: &[&str], spar
         "{name} {args:?}: the last line should say the disk is full: {stderr}"
     );
     eprintln!("{name} {args:?} with {spare} bytes spare: {last}");
+}
+
+/// With room again, the same step finishes.
+fn resumes(disk: &Tmpfs, data: &Path, name: &str, args: &[&str]) {
     disk.resize(ROOMY);
     let mut again = pipeline_command(name, data);
     again.args(args);
     run_ok(again);
+}
+
+fn fails_then_resumes(disk: &Tmpfs, data: &Path, name: &str, args: &[&str], spare: u64) {
+    fails(disk, data, name, args, spare);
+    resumes(disk, data, name, args);
 }
 
 #[test]
@@ -112,15 +121,15 @@ fn a_full_disk_fails_clearly_and_resumes_without_loss() {
         &["replay", &landing, "--order", "file"],
         512 << 10,
     );
-    // The processor's outputs and state, the lake, the serving store: each with a
-    // little room, not enough.
-    fails_then_resumes(
-        &disk,
-        &data,
-        "processor",
-        &["--until-idle", "--metrics-addr", "127.0.0.1:0"],
-        1 << 20,
-    );
+    // The processor: its RocksDB state full (a tmpfs of its own), then its outputs
+    // in the log; then with room.
+    let process = ["--until-idle", "--metrics-addr", "127.0.0.1:0"];
+    let state = Tmpfs::mount(&data.join("state"), 1 << 20).unwrap();
+    fails(&state, &data, "processor", &process, 512 << 10);
+    state.resize(ROOMY);
+    fails(&disk, &data, "processor", &process, 1 << 20);
+    resumes(&disk, &data, "processor", &process);
+    // The lake and the serving store: each with a little room, not enough.
     fails_then_resumes(&disk, &data, "compactor", &["--once"], 256 << 10);
     fails_then_resumes(&disk, &data, "serving", &["publish"], 64 << 10);
 
