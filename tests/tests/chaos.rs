@@ -238,6 +238,18 @@ fn the_whole_pipeline_under_sigkill_equals_a_clean_batch_run() {
             p.unexpected
         );
     }
+    // A compactor killed at any moment leaves its current generation whole: the
+    // next one never finds it damaged (which would rebuild the lake from the log).
+    let compactor_log = std::fs::read_to_string(&parts[2].log).unwrap_or_default();
+    assert!(
+        !compactor_log.contains("missing or damaged"),
+        "a killed compactor left a damaged generation: {}",
+        compactor_log
+            .lines()
+            .filter(|l| l.contains("damaged"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
 
     // Caught up: the interrupted replay finishes, then the batch steps.
     let mut replay = pipeline_command("producer", &data);
