@@ -423,7 +423,8 @@ where
         let _lock = self.lake.lock()?;
         // A lake damaged from outside (a file deleted or cut short) is rebuilt from
         // the log, the source of truth.
-        let damaged = self.lake.damaged()?;
+        let current = self.lake.manifest()?;
+        let damaged = self.lake.damaged(&current)?;
         let reprocess_all = reprocess_all || !damaged.is_empty();
         if !damaged.is_empty() {
             tracing::error!(
@@ -435,7 +436,7 @@ where
         let old = if reprocess_all {
             Manifest::default()
         } else {
-            self.lake.manifest()?
+            current
         };
         let fresh = self.lake.current()?.is_none();
         if !reprocess_all && !fresh && !has_news(&old, &t) {

@@ -557,7 +557,7 @@ impl TicketTotals {
     }
 
     pub fn sla_breach_rate(&self) -> f64 {
-        self.sla_breached as f64 / self.tickets as f64
+        schemas::stats::sla_breach_rate(self.sla_breached as f64, self.tickets as f64)
     }
 
     pub fn csat_avg(&self) -> Option<f64> {

@@ -126,15 +126,15 @@ impl Lake {
         Ok(NewGeneration { number, dir })
     }
 
-    /// The current generation's Parquet files that are missing, of another size than
-    /// the manifest says, or without Parquet's closing magic bytes: the lake was
+    /// The current generation's Parquet files (as its `manifest` lists them) that are
+    /// missing, of another size than the manifest says, or without Parquet's closing magic bytes: the lake was
     /// damaged outside the compactor.
-    pub fn damaged(&self) -> Result<Vec<String>> {
+    pub fn damaged(&self, manifest: &Manifest) -> Result<Vec<String>> {
         let Some((_, dir)) = self.current()? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for (rel, &size) in &read_manifest(&dir)?.files {
+        for (rel, &size) in &manifest.files {
             let path = dir.join(rel);
             let problem = match std::fs::File::open(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("missing".to_owned()),

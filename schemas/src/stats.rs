@@ -32,6 +32,16 @@ pub fn percentile_cont_unsorted(values: &mut [f64], p: f64) -> Option<f64> {
 /// Default factor of the `cost_spike` flag and of the percentile anomaly method.
 pub const SPIKE_FACTOR: f64 = 1.5;
 
+/// SPEC 6's `sla_breach_rate`: tickets that breached their SLA over all tickets (0
+/// when there are none), for one day of the mart or summed over a window.
+pub fn sla_breach_rate(breached: f64, tickets: f64) -> f64 {
+    if tickets > 0.0 {
+        breached / tickets
+    } else {
+        0.0
+    }
+}
+
 /// `cost_spike`: cost above `factor` × p99 of the same service's kept, non-negative
 /// costs over the whole history (computed by the batch path).
 pub fn is_cost_spike(cost: f64, p99_of_service: f64, factor: f64) -> bool {

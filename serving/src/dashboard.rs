@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::query::{self, Answer, QueryArgs};
+use crate::query::{self, Answer, Q2_DAYS, Q2_TOP, Q3_DAYS, QueryArgs, num, text};
 use crate::svg::{Axis, Chart, Series, Total, Unit, escape};
 use crate::{JsonRow, META_BATCH_HIGH_WATER, META_ORGS, OrgRange, ServingStore};
 
@@ -37,7 +37,7 @@ pub fn selection(orgs: &[OrgRange], asked: &QueryArgs) -> QueryArgs {
     let range = org
         .as_deref()
         .and_then(|id| orgs.iter().find(|o| o.org_id == id));
-    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    let day = |s: &str| query::parse_day(s).ok();
     let to = asked.to.or_else(|| range.and_then(|r| day(&r.last_date)));
     let from = asked.from.or_else(|| {
         let first = range.and_then(|r| day(&r.first_date));
@@ -54,14 +54,6 @@ pub fn selection(orgs: &[OrgRange], asked: &QueryArgs) -> QueryArgs {
         days: None,
         top: None,
     }
-}
-
-fn text<'r>(r: &'r JsonRow, c: &str) -> &'r str {
-    r.get(c).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn num(r: &JsonRow, c: &str) -> f64 {
-    r.get(c).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
 /// The distinct values of `col`, sorted.
@@ -178,9 +170,9 @@ pub fn q2_chart(a: &Answer, sel: &QueryArgs) -> Chart {
         query: "q2",
         title: format!(
             "Top {} services by cost, {}'s last {} days with data",
-            sel.top.unwrap_or(3),
+            sel.top.unwrap_or(Q2_TOP),
             sel.org.as_deref().unwrap_or_default(),
-            sel.days.unwrap_or(14)
+            sel.days.unwrap_or(Q2_DAYS)
         ),
         categories: services,
         bars: vec![series("cost_usd", costs)],
@@ -201,18 +193,14 @@ pub fn q3_chart(a: &Answer, sel: &QueryArgs) -> Chart {
     let overall = Total {
         metric: "sla_breach_rate",
         label: "breach rate",
-        value: if t.value > 0.0 {
-            b.value / t.value
-        } else {
-            0.0
-        },
+        value: schemas::stats::sla_breach_rate(b.value, t.value),
         unit: Unit::Ratio,
     };
     Chart {
         query: "q3",
         title: format!(
             "Critical tickets per day, all orgs, last {} days with tickets",
-            sel.days.unwrap_or(30)
+            sel.days.unwrap_or(Q3_DAYS)
         ),
         categories: days,
         bars: Vec::new(),

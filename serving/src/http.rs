@@ -61,6 +61,11 @@ impl Reply {
     }
 }
 
+/// A value from a request as an error message shows it: at most 40 characters.
+fn shown(v: &str) -> String {
+    v.chars().take(40).collect()
+}
+
 /// `%XX` and `+` decoded; `None` for a bad escape or bytes that are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
@@ -95,9 +100,9 @@ fn parameters(query: &str, known: &[&str]) -> Result<BTreeMap<String, String>> {
         let k = percent_decode(k).ok_or_else(|| anyhow!("bad percent-encoding in the query"))?;
         let v = percent_decode(v).ok_or_else(|| anyhow!("bad percent-encoding in {k}"))?;
         if !known.contains(&k.as_str()) {
-            let k: String = k.chars().take(40).collect();
             return Err(anyhow!(
-                "unknown parameter {k:?}: expected {}",
+                "unknown parameter {:?}: expected {}",
+                shown(&k),
                 known.join(", ")
             ));
         }
@@ -112,23 +117,20 @@ fn parameters(query: &str, known: &[&str]) -> Result<BTreeMap<String, String>> {
 fn whole<T: std::str::FromStr>(p: &BTreeMap<String, String>, k: &str) -> Result<Option<T>> {
     p.get(k)
         .map(|v| {
-            v.parse::<T>().map_err(|_| {
-                let v: String = v.chars().take(40).collect();
-                anyhow!("bad {k} {v:?}: expected a whole number")
-            })
+            v.parse::<T>()
+                .map_err(|_| anyhow!("bad {k} {:?}: expected a whole number", shown(v)))
         })
         .transpose()
 }
 
 /// Parameters as the CLI's flags: the same names, parsed the same way, then checked.
 fn query_args(p: &BTreeMap<String, String>) -> Result<QueryArgs> {
-    let short = |v: &str| -> String { v.chars().take(40).collect() };
     let date = |k: &str| -> Result<Option<NaiveDate>> {
         p.get(k)
             .filter(|v| !v.is_empty())
             .map(|v| {
                 NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                    .map_err(|_| anyhow!("bad {k} {:?}: expected YYYY-MM-DD", short(v)))
+                    .map_err(|_| anyhow!("bad {k} {:?}: expected YYYY-MM-DD", shown(v)))
             })
             .transpose()
     };
@@ -163,14 +165,14 @@ pub fn handle(store: &impl ServingStore, method: &str, target: &str) -> Reply {
     };
     match path {
         "/api/q1" | "/api/q2" | "/api/q3" | "/api/q4" | "/api/q5" => {
-            let args = match parameters(query_text, QUERY_PARAMS).and_then(|p| query_args(&p)) {
+            let q = &path["/api/".len()..];
+            let args = match parameters(query_text, QUERY_PARAMS)
+                .and_then(|p| query_args(&p))
+                .and_then(|a| a.check(q).map(|()| a))
+            {
                 Ok(a) => a,
                 Err(e) => return bad(e),
             };
-            let q = &path["/api/".len()..];
-            if args.org.is_none() && matches!(q, "q1" | "q2" | "q5") {
-                return bad(anyhow!("{q} needs org"));
-            }
             match query::run(store, q, &args).and_then(|a| a.json_array()) {
                 Ok(body) => Reply::ok(JSON, body),
                 Err(e) => failed(e),

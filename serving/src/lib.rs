@@ -254,19 +254,23 @@ pub enum AnyStore {
     Cassandra(Box<cassandra::CassandraStore>),
 }
 
+impl AnyStore {
+    /// The backend behind the URL.
+    fn inner(&self) -> &dyn ServingStore {
+        match self {
+            AnyStore::Embedded(s) => s,
+            AnyStore::Cassandra(s) => s.as_ref(),
+        }
+    }
+}
+
 impl ServingStore for AnyStore {
     fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
-        match self {
-            AnyStore::Embedded(s) => s.replace_table(table, rows),
-            AnyStore::Cassandra(s) => s.replace_table(table, rows),
-        }
+        self.inner().replace_table(table, rows)
     }
 
     fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
-        match self {
-            AnyStore::Embedded(s) => s.upsert(table, rows),
-            AnyStore::Cassandra(s) => s.upsert(table, rows),
-        }
+        self.inner().upsert(table, rows)
     }
 
     fn scan(
@@ -276,38 +280,23 @@ impl ServingStore for AnyStore {
         from: Option<&str>,
         to: Option<&str>,
     ) -> Result<Vec<JsonRow>> {
-        match self {
-            AnyStore::Embedded(s) => s.scan(table, partition, from, to),
-            AnyStore::Cassandra(s) => s.scan(table, partition, from, to),
-        }
+        self.inner().scan(table, partition, from, to)
     }
 
     fn put_meta(&self, name: &str, value: &str) -> Result<()> {
-        match self {
-            AnyStore::Embedded(s) => s.put_meta(name, value),
-            AnyStore::Cassandra(s) => s.put_meta(name, value),
-        }
+        self.inner().put_meta(name, value)
     }
 
     fn meta(&self, name: &str) -> Result<Option<String>> {
-        match self {
-            AnyStore::Embedded(s) => s.meta(name),
-            AnyStore::Cassandra(s) => s.meta(name),
-        }
+        self.inner().meta(name)
     }
 
     fn refresh(&self) -> Result<()> {
-        match self {
-            AnyStore::Embedded(s) => s.refresh(),
-            AnyStore::Cassandra(s) => s.refresh(),
-        }
+        self.inner().refresh()
     }
 
     fn version(&self) -> Result<Option<String>> {
-        match self {
-            AnyStore::Embedded(s) => s.version(),
-            AnyStore::Cassandra(s) => s.version(),
-        }
+        self.inner().version()
     }
 }
 

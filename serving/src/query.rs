@@ -21,6 +21,11 @@ pub struct QueryArgs {
     pub top: Option<usize>,
 }
 
+/// SPEC section 7's defaults: q2's window and how many services it ranks, q3's window.
+pub const Q2_DAYS: i64 = 14;
+pub const Q2_TOP: usize = 3;
+pub const Q3_DAYS: i64 = 30;
+
 /// The longest window q2 and q3 accept, in days (ten years).
 pub const MAX_DAYS: i64 = 3660;
 /// The most services q2 returns.
@@ -60,6 +65,16 @@ impl QueryArgs {
         }
         Ok(())
     }
+
+    /// [`QueryArgs::validate`], plus what query `q` itself needs: an org for q1, q2
+    /// and q5.
+    pub fn check(&self, q: &str) -> Result<()> {
+        self.validate()?;
+        if matches!(q, "q1" | "q2" | "q5") && self.org.is_none() {
+            bail!("{q} needs --org ORG_ID");
+        }
+        Ok(())
+    }
 }
 
 /// A query's answer: its columns (the mart's names) and rows.
@@ -73,10 +88,8 @@ fn date_text(d: Option<NaiveDate>) -> Option<String> {
     d.map(|d| d.to_string())
 }
 
-fn org(args: &QueryArgs, q: &str) -> Result<String> {
-    args.org
-        .clone()
-        .with_context(|| format!("{q} needs --org ORG_ID"))
+fn org(args: &QueryArgs) -> String {
+    args.org.clone().unwrap_or_default()
 }
 
 fn project(rows: Vec<JsonRow>, columns: &[&'static str]) -> Vec<JsonRow> {
@@ -90,7 +103,7 @@ fn project(rows: Vec<JsonRow>, columns: &[&'static str]) -> Vec<JsonRow> {
         .collect()
 }
 
-fn parse_day(s: &str) -> Result<NaiveDate> {
+pub fn parse_day(s: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| format!("bad date {s:?}"))
 }
 
@@ -126,20 +139,20 @@ fn daily_rows(
     Ok(rows)
 }
 
-fn text<'r>(r: &'r JsonRow, c: &str) -> &'r str {
+pub(crate) fn text<'r>(r: &'r JsonRow, c: &str) -> &'r str {
     r.get(c).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn num(r: &JsonRow, c: &str) -> f64 {
+pub(crate) fn num(r: &JsonRow, c: &str) -> f64 {
     r.get(c).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
 pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answer> {
-    args.validate()?;
+    args.check(q)?;
     match q {
         // q1: daily cost and requests per service for one org over a date range.
         "q1" => {
-            let org = org(args, q)?;
+            let org = org(args);
             let columns = vec!["usage_date", "service", "cost_usd", "requests"];
             let rows = daily_rows(store, &org, date_text(args.from), date_text(args.to))?;
             Ok(Answer {
@@ -150,9 +163,9 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
         // q2: top-N services by summed cost over the org's last N days, ending at its
         // latest usage_date and including it.
         "q2" => {
-            let org = org(args, q)?;
-            let days = args.days.unwrap_or(14);
-            let top = args.top.unwrap_or(3);
+            let org = org(args);
+            let days = args.days.unwrap_or(Q2_DAYS);
+            let top = args.top.unwrap_or(Q2_TOP);
             let rows = daily_rows(store, &org, None, None)?;
             let mut sums: BTreeMap<String, f64> = BTreeMap::new();
             if let Some(latest) = rows.iter().map(|r| text(r, "usage_date")).max() {
@@ -185,7 +198,7 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
         // q3: critical tickets and SLA breach rate per day over the last N days,
         // ending at the latest created_date of tickets_by_severity_date.
         "q3" => {
-            let days = args.days.unwrap_or(30);
+            let days = args.days.unwrap_or(Q3_DAYS);
             let columns = vec![
                 "severity",
                 "created_date",
@@ -242,7 +255,7 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
         }
         // q5: GenAI tokens and estimated cost per day for one org.
         "q5" => {
-            let org = org(args, q)?;
+            let org = org(args);
             let columns = vec![
                 "org_id",
                 "usage_date",

@@ -810,17 +810,9 @@ fn sigkill_at_random_moments_leaves_a_readable_lake_and_the_same_gold() {
     eprintln!("{mid_run} of {kills} kills landed before their run switched generations");
     assert!(mid_run >= kills / 2, "only {mid_run} kills landed mid-run");
     // The next run completes the work.
-    let out = run_compactor(&data)
-        .arg("--config")
-        .arg(&config)
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut next = run_compactor(&data);
+    next.arg("--config").arg(&config).arg("--once");
+    run_ok(next);
     assert_lake_readable(&lake);
     let gold = gold_marts(&lake);
     let differing: Vec<_> = reference
@@ -905,12 +897,9 @@ fn a_damaged_lake_is_rebuilt_from_the_log() {
     replay(&log, &data, &landing());
     process(&log, &data, FromOffset::Committed);
     drop(log);
-    let ok = run_compactor(&data).arg("--once").output().unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let mut once = run_compactor(&data);
+    once.arg("--once");
+    run_ok(once);
     let lake = data.join("lake");
     let (tables, gold) = (lake_tables(&lake), gold_marts(&lake));
 
@@ -938,10 +927,7 @@ fn a_damaged_lake_is_rebuilt_from_the_log() {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-    assert_eq!(
-        compactor::lake::Lake::new(&lake).damaged().unwrap().len(),
-        2
-    );
+    assert_eq!(damaged(&lake).len(), 2);
 
     let out = run_compactor(&data).arg("--once").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -951,12 +937,12 @@ fn a_damaged_lake_is_rebuilt_from_the_log() {
         stderr.contains("missing or damaged") && stderr.contains(&name),
         "{stderr}"
     );
-    assert!(
-        compactor::lake::Lake::new(&lake)
-            .damaged()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(damaged(&lake).is_empty());
     assert!(lake_tables(&lake) == tables, "the rebuilt lake differs");
     assert!(gold_marts(&lake) == gold, "the rebuilt gold differs");
+}
+
+fn damaged(lake: &Path) -> Vec<String> {
+    let lake = compactor::lake::Lake::new(lake);
+    lake.damaged(&lake.manifest().unwrap()).unwrap()
 }

@@ -27,33 +27,17 @@ impl Tmpfs {
     }
 
     fn resize(&self, bytes: u64) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={bytes}")])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut c = Command::new("mount");
+        c.args(["-o", &format!("remount,size={bytes}")])
+            .arg(&self.0);
+        run_ok(c);
     }
 
     /// Bytes in use.
     fn used(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["-B1", "--output=used"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        let mut c = Command::new("df");
+        c.args(["-B1", "--output=used"]).arg(&self.0);
+        run_ok(c).lines().nth(1).unwrap().trim().parse().unwrap()
     }
 }
 
