@@ -20,7 +20,7 @@ use crate::{HeaderName, Record};
 /// Header names the pipeline writes on every record, decoded without allocating.
 pub const KNOWN_HEADERS: [&str; 2] = ["source_file", "line_no"];
 
-fn header_name(name: &str) -> HeaderName {
+pub(crate) fn header_name(name: &str) -> HeaderName {
     match KNOWN_HEADERS.iter().find(|k| **k == name) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(name.to_owned()),

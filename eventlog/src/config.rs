@@ -2,11 +2,12 @@
 //! environment overrides. Every binary reads it the same way, so it lives with the
 //! log, which every binary opens.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{Error, FsyncPolicy, LogConfig, Result};
+use crate::{Error, FsyncPolicy, KafkaConfig, LogConfig, Result};
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/pipeline.toml";
 
@@ -52,6 +53,13 @@ pub struct LogSection {
     pub index_interval_bytes: u64,
     /// Partitions of `raw.usage_events` and the derived event topics.
     pub event_partitions: u32,
+    /// Replication factor of the topics the Kafka backend creates.
+    pub kafka_replication: i32,
+    /// Extra librdkafka properties for the Kafka backend (`[log.kafka]`), e.g.
+    /// `"security.protocol" = "SASL_SSL"`. Env: `PIPELINE_KAFKA_<NAME>` with the dots
+    /// written as underscores (`PIPELINE_KAFKA_SASL_PASSWORD` sets `sasl.password`),
+    /// which is where a password belongs.
+    pub kafka: BTreeMap<String, String>,
 }
 
 impl Default for LogSection {
@@ -62,6 +70,8 @@ impl Default for LogSection {
             segment_bytes: d.segment_bytes,
             index_interval_bytes: d.index_interval_bytes,
             event_partitions: 4,
+            kafka_replication: 1,
+            kafka: BTreeMap::new(),
         }
     }
 }
@@ -186,6 +196,7 @@ impl PipelineConfig {
             Err(e) => return Err(Error::Config(format!("config {}: {e}", path.display()))),
         };
         config.apply_env(|k| std::env::var(k).ok());
+        config.apply_kafka_env(std::env::vars());
         config.log_config()?;
         Ok(config)
     }
@@ -213,6 +224,16 @@ impl PipelineConfig {
         }
         if let Some(v) = var("PIPELINE_LOG_FSYNC").filter(|v| !v.is_empty()) {
             self.log.fsync = v;
+        }
+    }
+
+    /// `PIPELINE_KAFKA_SASL_PASSWORD=x` sets the librdkafka property `sasl.password`.
+    pub fn apply_kafka_env(&mut self, vars: impl Iterator<Item = (String, String)>) {
+        for (k, v) in vars {
+            if let Some(name) = k.strip_prefix("PIPELINE_KAFKA_").filter(|n| !n.is_empty()) {
+                let property = name.to_ascii_lowercase().replace('_', ".");
+                self.log.kafka.insert(property, v);
+            }
         }
     }
 
@@ -246,6 +267,15 @@ impl PipelineConfig {
             fsync: self.log.fsync.parse::<FsyncPolicy>()?,
             segment_bytes: self.log.segment_bytes.max(1),
             index_interval_bytes: self.log.index_interval_bytes.max(1),
+            kafka: KafkaConfig {
+                replication: self.log.kafka_replication.max(1),
+                properties: self
+                    .log
+                    .kafka
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
         })
     }
 

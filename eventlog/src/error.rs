@@ -45,6 +45,9 @@ pub enum Error {
     InvalidName(String),
     #[error("{0}")]
     Config(String),
+    /// A request to the Kafka cluster failed; `detail` names the topic or consumer.
+    #[error("kafka {op}: {detail}")]
+    Kafka { op: &'static str, detail: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

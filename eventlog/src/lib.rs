@@ -2,8 +2,8 @@
 //!
 //! This crate owns the [`Log`] trait (append record batches to a topic partition, read
 //! from an offset and follow, end offsets, committed offsets per consumer name), the
-//! choice of a backend by URL, and the embedded segment log ([`embedded`]). The Kafka
-//! backend will implement the same trait.
+//! choice of a backend by URL, the embedded segment log ([`embedded`]) and the Kafka
+//! backend ([`kafka`]).
 //!
 //! It knows nothing of what the records mean: no parsing of values, no rules.
 
@@ -13,6 +13,7 @@ pub mod config;
 pub mod embedded;
 mod error;
 pub mod index;
+pub mod kafka;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use codec::KNOWN_HEADERS;
 pub use config::{PipelineConfig, partition_for};
 pub use embedded::{EmbeddedLog, EmbeddedReader, try_lock_with_grace, write_atomic};
 pub use error::{Error, IoContext, Result};
+pub use kafka::{KafkaConfig, KafkaLog, KafkaReader};
 
 /// A header name: usually one of a few static names, so no allocation per record.
 pub type HeaderName = Cow<'static, str>;
@@ -112,7 +114,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
-/// Settings of the embedded backend.
+/// Settings of the log backends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub fsync: FsyncPolicy,
@@ -120,6 +122,8 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// One sparse-index entry per this many bytes of segment.
     pub index_interval_bytes: u64,
+    /// The Kafka backend's settings (unused by the embedded log).
+    pub kafka: KafkaConfig,
 }
 
 impl Default for LogConfig {
@@ -128,6 +132,7 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Interval(Duration::from_millis(100)),
             segment_bytes: 64 * 1024 * 1024,
             index_interval_bytes: 4096,
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -202,8 +207,13 @@ pub fn redact_url(url: &str) -> String {
 pub enum LogUrl {
     /// `embedded:<dir>` (also `embedded://<dir>`).
     Embedded(PathBuf),
-    /// `kafka://host:port[,host:port...]`.
-    Kafka(String),
+    /// `kafka://host:port[,host:port...][/namespace]`: with a namespace, every topic
+    /// and consumer group name gets the prefix `namespace.`, so that several pipelines
+    /// (or test runs) share one cluster without seeing each other.
+    Kafka {
+        brokers: String,
+        namespace: Option<String>,
+    },
 }
 
 impl FromStr for LogUrl {
@@ -227,7 +237,22 @@ impl FromStr for LogUrl {
                     "log URL {shown:?}: credentials in the URL are not accepted"
                 )));
             }
-            return Ok(LogUrl::Kafka(rest.trim_end_matches('/').to_owned()));
+            let rest = rest.trim_end_matches('/');
+            let (brokers, namespace) = match rest.split_once('/') {
+                Some((b, ns)) => {
+                    embedded::check_name(ns).map_err(|_| {
+                        Error::Config(format!(
+                            "log URL {shown:?}: the namespace after the brokers must be letters, digits, '.', '_' or '-'"
+                        ))
+                    })?;
+                    (b, Some(ns.to_owned()))
+                }
+                None => (rest, None),
+            };
+            return Ok(LogUrl::Kafka {
+                brokers: brokers.to_owned(),
+                namespace,
+            });
         }
         Err(Error::Config(format!(
             "log URL {shown:?}: expected embedded:<dir> or kafka://host:port"
@@ -238,19 +263,24 @@ impl FromStr for LogUrl {
 /// A log of any backend, chosen by URL and dispatched statically.
 pub enum AnyLog {
     Embedded(EmbeddedLog),
+    /// Boxed: its clients make it larger than the embedded log's handle.
+    Kafka(Box<KafkaLog>),
 }
 
 pub enum AnyReader {
     Embedded(EmbeddedReader),
+    Kafka(KafkaReader),
 }
 
 /// Opens the log a URL names.
 pub fn open(url: &str, config: LogConfig) -> Result<AnyLog> {
     match url.parse::<LogUrl>()? {
         LogUrl::Embedded(dir) => Ok(AnyLog::Embedded(EmbeddedLog::open(dir, config)?)),
-        LogUrl::Kafka(brokers) => Err(Error::Config(format!(
-            "kafka://{brokers}: this build has no Kafka backend yet (use embedded:<dir>)"
-        ))),
+        LogUrl::Kafka { brokers, namespace } => Ok(AnyLog::Kafka(Box::new(KafkaLog::open(
+            &brokers,
+            namespace.as_deref(),
+            &config.kafka,
+        )?))),
     }
 }
 
@@ -260,51 +290,61 @@ impl Log for AnyLog {
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
         match self {
             AnyLog::Embedded(l) => l.ensure_topic(topic, partitions),
+            AnyLog::Kafka(l) => l.ensure_topic(topic, partitions),
         }
     }
     fn partitions(&self, topic: &str) -> Result<Option<u32>> {
         match self {
             AnyLog::Embedded(l) => l.partitions(topic),
+            AnyLog::Kafka(l) => l.partitions(topic),
         }
     }
     fn topics(&self) -> Result<Vec<(String, u32)>> {
         match self {
             AnyLog::Embedded(l) => l.topics(),
+            AnyLog::Kafka(l) => l.topics(),
         }
     }
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64> {
         match self {
             AnyLog::Embedded(l) => l.append(topic, partition, records),
+            AnyLog::Kafka(l) => l.append(topic, partition, records),
         }
     }
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64> {
         match self {
             AnyLog::Embedded(l) => l.end_offset(topic, partition),
+            AnyLog::Kafka(l) => l.end_offset(topic, partition),
         }
     }
     fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<AnyReader> {
         match self {
             AnyLog::Embedded(l) => Ok(AnyReader::Embedded(l.reader(topic, partition, from)?)),
+            AnyLog::Kafka(l) => Ok(AnyReader::Kafka(l.reader(topic, partition, from)?)),
         }
     }
     fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
         match self {
             AnyLog::Embedded(l) => l.committed(consumer, topic, partition),
+            AnyLog::Kafka(l) => l.committed(consumer, topic, partition),
         }
     }
     fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
         match self {
             AnyLog::Embedded(l) => l.commit(consumer, offsets),
+            AnyLog::Kafka(l) => l.commit(consumer, offsets),
         }
     }
     fn flush(&self) -> Result<()> {
         match self {
             AnyLog::Embedded(l) => l.flush(),
+            AnyLog::Kafka(l) => l.flush(),
         }
     }
     fn truncate(&self, topic: &str, partition: u32, end: u64) -> Result<()> {
         match self {
             AnyLog::Embedded(l) => l.truncate(topic, partition, end),
+            AnyLog::Kafka(l) => l.truncate(topic, partition, end),
         }
     }
 }
@@ -313,16 +353,19 @@ impl PartitionReader for AnyReader {
     fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>> {
         match self {
             AnyReader::Embedded(r) => r.poll(max),
+            AnyReader::Kafka(r) => r.poll(max),
         }
     }
     fn wait(&mut self, timeout: Duration) -> Result<bool> {
         match self {
             AnyReader::Embedded(r) => r.wait(timeout),
+            AnyReader::Kafka(r) => r.wait(timeout),
         }
     }
     fn position(&self) -> u64 {
         match self {
             AnyReader::Embedded(r) => r.position(),
+            AnyReader::Kafka(r) => r.position(),
         }
     }
 }
@@ -343,8 +386,19 @@ mod tests {
         );
         assert_eq!(
             "kafka://127.0.0.1:9092".parse::<LogUrl>().unwrap(),
-            LogUrl::Kafka("127.0.0.1:9092".into())
+            LogUrl::Kafka {
+                brokers: "127.0.0.1:9092".into(),
+                namespace: None
+            }
         );
+        assert_eq!(
+            "kafka://a:9092,b:9092/staging/".parse::<LogUrl>().unwrap(),
+            LogUrl::Kafka {
+                brokers: "a:9092,b:9092".into(),
+                namespace: Some("staging".into())
+            }
+        );
+        assert!("kafka://a:9092/x/y".parse::<LogUrl>().is_err());
         assert!("embedded:".parse::<LogUrl>().is_err());
         assert!("s3://bucket".parse::<LogUrl>().is_err());
         let e = "kafka://bob:hunter2@b:9092".parse::<LogUrl>().unwrap_err();

@@ -13,6 +13,7 @@ fn small_config() -> LogConfig {
         fsync: FsyncPolicy::Never,
         segment_bytes: 600,
         index_interval_bytes: 100,
+        ..LogConfig::default()
     }
 }
 

@@ -68,6 +68,47 @@ pub struct ProcessorConfig {
     pub commit_interval: Duration,
     pub from: FromOffset,
     pub until_idle: bool,
+    /// This instance's place among `instances` processors sharing the work: it owns
+    /// the event partitions `p` with `p % instances == instance` (their state, their
+    /// outputs, their commits); instance 0 also owns the master data's quarantine.
+    /// Every instance reads the master topics in full.
+    pub instance: u32,
+    pub instances: u32,
+}
+
+impl ProcessorConfig {
+    /// Whether this instance owns event partition `p`.
+    pub fn owns(&self, p: u32) -> bool {
+        p % self.instances.max(1) == self.instance
+    }
+
+    /// Whether this instance writes output partition `p` of `topic`.
+    fn owns_output(&self, topic: &str, p: u32) -> bool {
+        if topic == QUARANTINE_TOPIC && p == self.event_partitions {
+            self.owns_master()
+        } else {
+            self.owns(p)
+        }
+    }
+
+    /// Instance 0 quarantines bad master rows and commits the master topics' offsets.
+    fn owns_master(&self) -> bool {
+        self.instance == 0
+    }
+}
+
+/// `I/N`: instance I (from 0) of N processors.
+pub fn parse_instance(s: &str) -> std::result::Result<(u32, u32), String> {
+    let bad = || format!("--instance {s:?}: expected I/N with 0 <= I < N, e.g. 0/2");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 impl Default for ProcessorConfig {
@@ -81,6 +122,8 @@ impl Default for ProcessorConfig {
             commit_interval: Duration::from_millis(10),
             from: FromOffset::Committed,
             until_idle: false,
+            instance: 0,
+            instances: 1,
         }
     }
 }
@@ -356,7 +399,8 @@ impl<'a, L: Log> Processor<'a, L> {
             me.master_readers
                 .push((source, log.reader(&topic, 0, from)?));
         }
-        for p in 0..n {
+        let owned: Vec<u32> = (0..n).filter(|p| me.cfg.owns(*p)).collect();
+        for p in owned {
             let committed = me.state.get_u64(&in_key(&events_topic, p))?.unwrap_or(0);
             let end = log.end_offset(&events_topic, p)?;
             let from = match me.cfg.from {
@@ -399,7 +443,7 @@ impl<'a, L: Log> Processor<'a, L> {
     fn discard_uncommitted_outputs(&mut self) -> Result<()> {
         for topic in OUTPUT_TOPICS {
             let parts = self.log.partitions(topic)?.unwrap_or(0);
-            for p in 0..parts {
+            for p in (0..parts).filter(|p| self.cfg.owns_output(topic, *p)) {
                 let committed = self.state.get_u64(&out_key(topic, p))?.unwrap_or(0);
                 let end = self.log.end_offset(topic, p)?;
                 if end > committed {
@@ -427,7 +471,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let mut offsets = Vec::new();
         for topic in OUTPUT_TOPICS {
             let parts = self.log.partitions(topic)?.unwrap_or(0);
-            for p in 0..parts {
+            for p in (0..parts).filter(|p| self.cfg.owns_output(topic, *p)) {
                 offsets.push((topic, p, self.log.end_offset(topic, p)?));
             }
         }
@@ -437,12 +481,16 @@ impl<'a, L: Log> Processor<'a, L> {
         let mut inputs = Vec::new();
         for source in Source::ALL {
             let topic = source.raw_topic();
-            let parts = if source == Source::UsageEvents {
-                self.cfg.event_partitions
+            let owned: Vec<u32> = if source == Source::UsageEvents {
+                (0..self.cfg.event_partitions)
+                    .filter(|p| self.cfg.owns(*p))
+                    .collect()
+            } else if self.cfg.owns_master() {
+                vec![0]
             } else {
-                1
+                Vec::new()
             };
-            for p in 0..parts {
+            for p in owned {
                 let pos = self.state.get_u64(&in_key(&topic, p))?.unwrap_or(0);
                 inputs.push((topic.clone(), p, pos));
             }
@@ -484,7 +532,9 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         b.put_u64(&out_key(QUARANTINE_TOPIC, mq), 0)?;
         b.commit()?;
-        self.log.truncate(QUARANTINE_TOPIC, mq, 0)?;
+        if self.cfg.owns_master() {
+            self.log.truncate(QUARANTINE_TOPIC, mq, 0)?;
+        }
         Ok(())
     }
 
@@ -520,7 +570,7 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         match outcome {
             Outcome::Kept { record, .. } => self.master.absorb(&record),
-            Outcome::Quarantined { reason } => {
+            Outcome::Quarantined { reason } if self.cfg.owns_master() => {
                 *self
                     .local
                     .quarantined
@@ -529,6 +579,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 let q = quarantine_record(&rec, source, reason, &topic, 0);
                 self.out(QUARANTINE_TOPIC, self.cfg.event_partitions, q);
             }
+            Outcome::Quarantined { .. } => {}
         }
         Ok(())
     }
@@ -793,7 +844,7 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         for topic in OUTPUT_TOPICS {
             let parts = self.log.partitions(topic)?.unwrap_or(0);
-            for p in 0..parts {
+            for p in (0..parts).filter(|p| self.cfg.owns_output(topic, *p)) {
                 b.put_u64(&out_key(topic, p), self.log.end_offset(topic, p)?)?;
             }
         }

@@ -11,7 +11,7 @@ pub mod engine;
 pub mod metrics;
 pub mod state;
 
-pub use engine::{FromOffset, Processor, ProcessorConfig, RunReport};
+pub use engine::{FromOffset, Processor, ProcessorConfig, RunReport, parse_instance};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -24,6 +24,10 @@ struct Cli {
     /// Prometheus text endpoint, e.g. 127.0.0.1:9101 (default from the config).
     #[arg(long)]
     metrics_addr: Option<String>,
+    /// I/N: this is processor I (from 0) of N sharing the event partitions (event
+    /// partition p belongs to instance p % N). Needs the Kafka backend when N > 1.
+    #[arg(long, env = "PIPELINE_PROCESSOR_INSTANCE", default_value = "0/1", value_parser = processor::parse_instance)]
+    instance: (u32, u32),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         commit_interval: Duration::from_millis(pc.commit_interval_ms),
         from,
         until_idle: cli.until_idle,
+        instance: cli.instance.0,
+        instances: cli.instance.1,
     };
     let metrics = Metrics::default();
     let addr = cli.metrics_addr.unwrap_or_else(|| pc.metrics_addr.clone());
@@ -51,7 +57,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
     tracing::info!(%bound, "metrics at http://{bound}/metrics");
     let log = config.open_log()?;
-    let state = State::open(&config.data_dir().join("state").join("processor"))?;
+    let (instance, instances) = cli.instance;
+    if instances > 1 && matches!(log, eventlog::AnyLog::Embedded(_)) {
+        anyhow::bail!(
+            "--instance {instance}/{instances}: several processors need the Kafka backend (PIPELINE_LOG_URL=kafka://...); the embedded log has one writer"
+        );
+    }
+    // Each instance keeps the state of its own partitions.
+    let state_name = if instances > 1 {
+        format!("processor-{instance}-of-{instances}")
+    } else {
+        "processor".to_owned()
+    };
+    let state = State::open(&config.data_dir().join("state").join(state_name))?;
     let started = std::time::Instant::now();
     let mut processor = Processor::open(&log, state, cfg, metrics)?;
     let report = processor.run()?;

@@ -25,6 +25,103 @@ pub fn open_log(data: &Path) -> EmbeddedLog {
     EmbeddedLog::open(data.join("log"), log_config()).unwrap()
 }
 
+/// The log the binaries run on `data` use: the one named by the config file of
+/// `data`'s parent directory (see [`use_log_url`]), else the embedded log in `data`.
+pub fn open_pipeline_log(data: &Path) -> eventlog::AnyLog {
+    let file = data
+        .parent()
+        .unwrap()
+        .join(eventlog::config::DEFAULT_CONFIG_PATH);
+    let mut config = if file.exists() {
+        eventlog::PipelineConfig::load(Some(&file)).unwrap()
+    } else {
+        eventlog::PipelineConfig::default()
+    };
+    config.pipeline.data_dir = data.to_owned();
+    config.log.fsync = "never".into();
+    config.open_log().unwrap()
+}
+
+/// Makes the binaries run on `data` (from its parent directory, see
+/// [`pipeline_command`]) use the log at `url`, through the product's own config file.
+pub fn use_log_url(data: &Path, url: &str) {
+    let dir = data.parent().unwrap().join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("pipeline.toml"),
+        format!("[pipeline]\nlog_url = \"{url}\"\n"),
+    )
+    .unwrap();
+}
+
+/// The broker of the Kafka tests: `KAFKA_TEST_BROKERS` (`.ci/run` starts one). In CI
+/// a missing broker is a failure; elsewhere the caller skips, saying so.
+pub fn kafka_brokers() -> Option<String> {
+    match std::env::var("KAFKA_TEST_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "KAFKA_TEST_BROKERS is not set: CI must start the test broker (.ci/run)"
+            );
+            eprintln!("SKIPPED: set KAFKA_TEST_BROKERS=host:port to run the Kafka tests");
+            None
+        }
+    }
+}
+
+/// A namespace of its own on the test broker for one test run.
+pub fn kafka_url(brokers: &str, name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("kafka://{brokers}/{name}-{}-{nanos}", std::process::id())
+}
+
+/// Everything the processor wrote, in comparable form; the daily upserts as the
+/// table they stand for (which intermediate upserts a run emits depends on where its
+/// commits fell; the table does not).
+pub type ProcessorOutputs = (Flat, Flat, Flat, Flat, BTreeMap<String, serde_json::Value>);
+
+pub fn processor_outputs(log: &impl Log) -> ProcessorOutputs {
+    (
+        flat(log, processor::SILVER_TOPIC),
+        flat(log, processor::QUARANTINE_TOPIC),
+        flat(log, processor::WINDOWS_TOPIC),
+        flat(log, processor::LATE_TOPIC),
+        table(
+            log,
+            processor::DAILY_TOPIC,
+            &["org_id", "usage_date", "service"],
+        ),
+    )
+}
+
+/// Two processors' outputs, equal part by part (each named in the failure).
+pub fn assert_same_processor_outputs(a: &ProcessorOutputs, b: &ProcessorOutputs) {
+    assert!(
+        a.0 == b.0,
+        "silver differs ({} vs {} records)",
+        a.0.len(),
+        b.0.len()
+    );
+    assert!(
+        a.1 == b.1,
+        "quarantine differs ({} vs {} records)",
+        a.1.len(),
+        b.1.len()
+    );
+    assert!(
+        a.2 == b.2,
+        "windows differ ({} vs {} records)",
+        a.2.len(),
+        b.2.len()
+    );
+    assert!(a.3 == b.3, "late events differ");
+    assert!(a.4 == b.4, "daily aggregates differ");
+}
+
 /// `producer replay` in event-time order, in process.
 pub fn replay(log: &EmbeddedLog, data: &Path, landing: &Path) {
     let opts = producer::replay::ReplayOptions {
@@ -59,7 +156,7 @@ pub fn process(log: &EmbeddedLog, data: &Path, from: processor::FromOffset) {
 }
 
 /// Every record of every partition of a topic, in offset order.
-pub fn read_topic(log: &EmbeddedLog, topic: &str) -> BTreeMap<u32, Vec<StoredRecord>> {
+pub fn read_topic(log: &impl Log, topic: &str) -> BTreeMap<u32, Vec<StoredRecord>> {
     let mut out = BTreeMap::new();
     let n = log.partitions(topic).unwrap().unwrap_or(0);
     for p in 0..n {
@@ -80,7 +177,7 @@ pub fn read_topic(log: &EmbeddedLog, topic: &str) -> BTreeMap<u32, Vec<StoredRec
 /// A topic's records as comparable bytes: (partition, key, value, headers).
 pub type Flat = Vec<(u32, Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>)>;
 
-pub fn flat(log: &EmbeddedLog, topic: &str) -> Flat {
+pub fn flat(log: &impl Log, topic: &str) -> Flat {
     read_topic(log, topic)
         .into_iter()
         .flat_map(|(p, recs)| {
@@ -102,7 +199,7 @@ pub fn flat(log: &EmbeddedLog, topic: &str) -> Flat {
 
 /// An upsert topic read as the table it stands for: the last value per key.
 pub fn table(
-    log: &EmbeddedLog,
+    log: &impl Log,
     topic: &str,
     key_fields: &[&str],
 ) -> BTreeMap<String, serde_json::Value> {
@@ -146,6 +243,41 @@ pub fn pipeline_command(name: &str, data: &Path) -> std::process::Command {
         .env("RUST_LOG", "warn")
         .current_dir(data.parent().unwrap());
     c
+}
+
+/// Runs `command`, and kills it with SIGKILL after `delay` if it is still running;
+/// whether it was killed (rather than finished first).
+pub fn kill_after(mut command: std::process::Command, delay: Duration) -> bool {
+    let mut child = command.spawn().unwrap();
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    if running {
+        child.kill().unwrap();
+    }
+    child.wait().unwrap();
+    running
+}
+
+/// A config file of small processor batches, so that a run commits several before
+/// a kill; on the log at `log_url` if given. Its path.
+pub fn small_batches_config(
+    dir: &Path,
+    log_url: Option<&str>,
+    poll_records: usize,
+    commit_records: usize,
+) -> PathBuf {
+    let path = dir.join("small-batches.toml");
+    let log = log_url
+        .map(|u| format!("[pipeline]\nlog_url = \"{u}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        &path,
+        format!(
+            "{log}[processor]\npoll_records = {poll_records}\ncommit_records = {commit_records}\n"
+        ),
+    )
+    .unwrap();
+    path
 }
 
 /// A cheap deterministic sequence of delays in `[lo_ms, hi_ms)`, so that a failure
@@ -379,7 +511,7 @@ pub fn assert_same_outputs(data: &Path, clean: &Path) {
         end_offsets(data).keys().collect::<Vec<_>>(),
         clean_offsets.keys().collect::<Vec<_>>()
     );
-    let (live_log, clean_log) = (open_log(data), open_log(clean));
+    let (live_log, clean_log) = (open_pipeline_log(data), open_pipeline_log(clean));
     let topics: std::collections::BTreeSet<String> =
         clean_offsets.keys().map(|(t, _)| t.clone()).collect();
     for t in &topics {

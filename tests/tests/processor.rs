@@ -118,25 +118,6 @@ fn assert_same_windows(
     }
 }
 
-/// Everything the processor wrote, in comparable form; the daily upserts as the
-/// table they stand for (which intermediate upserts a run emits depends on where its
-/// commits fell; the table does not).
-fn outputs(
-    log: &eventlog::EmbeddedLog,
-) -> (Flat, Flat, Flat, Flat, BTreeMap<String, serde_json::Value>) {
-    (
-        flat(log, processor::SILVER_TOPIC),
-        flat(log, processor::QUARANTINE_TOPIC),
-        flat(log, processor::WINDOWS_TOPIC),
-        flat(log, processor::LATE_TOPIC),
-        table(
-            log,
-            processor::DAILY_TOPIC,
-            &["org_id", "usage_date", "service"],
-        ),
-    )
-}
-
 #[test]
 fn sample_gives_the_known_counts_and_windows_equal_an_independent_computation() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,25 +175,25 @@ fn replaying_again_adds_only_quarantine_and_reprocessing_changes_nothing() {
     let log = open_log(dir.path());
     replay(&log, dir.path(), &landing());
     process(&log, dir.path(), FromOffset::Committed);
-    let first = outputs(&log);
+    let first = processor_outputs(&log);
 
     // --from-offset earliest on a finished processor: the same outputs.
     process(&log, dir.path(), FromOffset::Earliest);
     assert!(
-        outputs(&log) == first,
+        processor_outputs(&log) == first,
         "from-offset earliest changed the outputs"
     );
     // --from-offset N, earlier than committed: the same outputs.
     process(&log, dir.path(), FromOffset::At(5_000));
     assert!(
-        outputs(&log) == first,
+        processor_outputs(&log) == first,
         "from-offset 5000 changed the outputs"
     );
 
     // The landing directory again: silver and windows unchanged, quarantine grows.
     replay(&log, dir.path(), &landing());
     process(&log, dir.path(), FromOffset::Committed);
-    let second = outputs(&log);
+    let second = processor_outputs(&log);
     assert!(second.0 == first.0, "silver changed");
     assert!(second.2 == first.2, "windows changed");
     let reasons = quarantine_reasons(&log);
@@ -266,26 +247,12 @@ fn sigkill_at_random_moments_changes_nothing() {
     // Small batches, so that a run lives long enough to commit several of them
     // before its kill (the default batch of an unoptimized build takes longer than
     // the longest delay).
-    let small = dir.path().join("small-batches.toml");
-    std::fs::write(
-        &small,
-        "[processor]\npoll_records = 100\ncommit_records = 400\n",
-    )
-    .unwrap();
+    let small = small_batches_config(dir.path(), None, 100, 400);
     let mut killed = 0;
     for d in delays(kills, 7, 20, 250) {
-        let mut child = run_processor(&crashed)
-            .arg("--config")
-            .arg(&small)
-            .arg("--until-idle")
-            .spawn()
-            .unwrap();
-        std::thread::sleep(d);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            killed += 1;
-        }
-        child.wait().unwrap();
+        let mut run = run_processor(&crashed);
+        run.arg("--config").arg(&small).arg("--until-idle");
+        killed += usize::from(kill_after(run, d));
     }
     // The kills landed mid-work: some of the sample is committed, not all of it.
     let partial: u64 = {
@@ -316,10 +283,5 @@ fn sigkill_at_random_moments_changes_nothing() {
     assert_eq!(killed, kills, "some runs finished before their kill");
     let a = open_log(&clean);
     let b = open_log(&crashed);
-    let (oa, ob) = (outputs(&a), outputs(&b));
-    assert!(oa.0 == ob.0, "silver differs");
-    assert!(oa.1 == ob.1, "quarantine differs");
-    assert!(oa.2 == ob.2, "windows differ");
-    assert!(oa.3 == ob.3, "late events differ");
-    assert!(oa.4 == ob.4, "daily aggregates differ");
+    assert_same_processor_outputs(&processor_outputs(&a), &processor_outputs(&b));
 }

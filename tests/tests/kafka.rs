@@ -1,0 +1,233 @@
+//! The same binaries on the Kafka backend (SPEC section 1), against the real
+//! Kafka-API broker `.ci/run` starts (`KAFKA_TEST_BROKERS`): the whole pipeline gives
+//! what the embedded log gives; the processor's crash test passes; two processor
+//! instances give what one gives, also when one of them is killed mid-run. Each test
+//! runs in a namespace of its own on the broker (`kafka://host:port/<namespace>`).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Instant;
+
+use e2e::*;
+use eventlog::{Log, PartitionReader};
+
+/// A data directory (in a parent of its own, which holds its config file) whose
+/// binaries use the log at `url`, or the embedded log when `url` is `None`.
+fn data_dir(root: &Path, name: &str, url: Option<&str>) -> PathBuf {
+    let data = root.join(name).join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    if let Some(url) = url {
+        use_log_url(&data, url);
+    }
+    data
+}
+
+fn processor(data: &Path) -> Command {
+    let mut c = pipeline_command("processor", data);
+    c.args(["--metrics-addr", "127.0.0.1:0"]);
+    c
+}
+
+fn replay(data: &Path, order: &str) {
+    let mut c = pipeline_command("producer", data);
+    c.arg("replay").arg(landing()).args(["--order", order]);
+    run_ok(c);
+}
+
+/// The number of void ranges a Kafka log in namespace `url` recorded (the truncations
+/// of uncommitted outputs the restarts made).
+fn voids(url: &str) -> u64 {
+    let (brokers, ns) = url
+        .strip_prefix("kafka://")
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    let log = eventlog::KafkaLog::open(brokers, None, &Default::default()).unwrap();
+    let topic = format!("_{ns}.eventlog.voids");
+    let mut r = log.reader(&topic, 0, 0).unwrap();
+    let mut n = 0;
+    loop {
+        let batch = r.poll(1000).unwrap();
+        if batch.is_empty() {
+            return n;
+        }
+        n += batch.len() as u64;
+    }
+}
+
+#[test]
+fn the_whole_pipeline_on_kafka_equals_the_embedded_log() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = data_dir(dir.path(), "embedded", None);
+    let kafka = data_dir(dir.path(), "kafka", Some(&kafka_url(&brokers, "pipeline")));
+    batch_run(&embedded, &landing());
+    let started = Instant::now();
+    batch_run(&kafka, &landing());
+    eprintln!(
+        "replay, processor, compactor and publish on Kafka: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Every topic, every lake table, gold byte for byte, the accounting, and the five
+    // queries for every org.
+    assert_same_outputs(&kafka, &embedded);
+    let accounting = balanced_accounting(&kafka.join("lake"));
+    assert_eq!(accounting["usage_events"]["read"], 43_200);
+    assert_eq!(accounting["usage_events"]["silver"], 43_163);
+    // `producer topics` lists the pipeline's topics, not the backend's internal one.
+    let topics = run_ok({
+        let mut c = pipeline_command("producer", &kafka);
+        c.arg("topics");
+        c
+    });
+    assert!(topics.contains("raw.usage_events"), "{topics}");
+    assert!(!topics.contains("voids"), "{topics}");
+}
+
+#[test]
+fn processor_sigkill_on_kafka_changes_nothing() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clean = data_dir(dir.path(), "clean", None);
+    let url = kafka_url(&brokers, "crash");
+    let crashed = data_dir(dir.path(), "crashed", Some(&url));
+    for d in [&clean, &crashed] {
+        replay(d, "event-time");
+    }
+    run_ok({
+        let mut c = processor(&clean);
+        c.arg("--until-idle");
+        c
+    });
+
+    let kills: usize = std::env::var("CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    // Small batches, so that each run commits several before its kill: a run on the
+    // test broker takes about 1.5 s to its first commit (connections, metadata,
+    // coordinator), then commits about every 250 ms (each commit asks for the end
+    // offset of every output partition).
+    let small = small_batches_config(dir.path(), Some(&url), 100, 200);
+    let mut killed = 0;
+    for d in delays(kills, 11, 1600, 3200) {
+        let mut run = processor(&crashed);
+        run.arg("--config").arg(&small).arg("--until-idle");
+        killed += usize::from(kill_after(run, d));
+    }
+    let log = open_pipeline_log(&crashed);
+    let committed: u64 = (0..4)
+        .map(|p| {
+            log.committed(processor::COMMITTED_OUTPUTS, processor::SILVER_TOPIC, p)
+                .unwrap()
+                .unwrap_or(0)
+        })
+        .sum();
+    let voided = voids(&url);
+    eprintln!(
+        "{killed} of {kills} runs killed mid-work; silver committed up to {committed} records in all; {voided} void ranges recorded"
+    );
+    assert!(
+        killed * 4 >= kills * 3,
+        "only {killed} of {kills} runs were killed mid-work"
+    );
+    assert!(
+        committed > 0 && committed < 43_163,
+        "{committed} silver records committed before the last run"
+    );
+    run_ok({
+        let mut c = processor(&crashed);
+        c.arg("--until-idle");
+        c
+    });
+    let expected = processor_outputs(&open_log(&clean));
+    assert_same_processor_outputs(&processor_outputs(&log), &expected);
+
+    // Reprocessing from the earliest offset on Kafka, where outputs cannot be cut: the
+    // old ones become a void range, and readers see the same outputs.
+    run_ok({
+        let mut c = processor(&crashed);
+        c.args(["--until-idle", "--from-offset", "earliest"]);
+        c
+    });
+    assert!(voids(&url) > voided, "reprocessing recorded no void range");
+    assert_same_processor_outputs(&processor_outputs(&log), &expected);
+}
+
+fn spawn_instance(data: &Path, instance: &str) -> Child {
+    processor(data)
+        .args(["--until-idle", "--instance", instance])
+        .spawn()
+        .unwrap()
+}
+
+fn wait_ok(mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+#[test]
+fn two_processor_instances_give_what_one_gives_also_when_one_is_killed() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let single = data_dir(dir.path(), "single", None);
+    replay(&single, "file");
+    run_ok({
+        let mut c = processor(&single);
+        c.arg("--until-idle");
+        c
+    });
+    let expected = processor_outputs(&open_log(&single));
+
+    // Two instances, undisturbed.
+    let two = data_dir(dir.path(), "two", Some(&kafka_url(&brokers, "two")));
+    replay(&two, "file");
+    let (a, b) = (spawn_instance(&two, "0/2"), spawn_instance(&two, "1/2"));
+    wait_ok(a, "instance 0/2");
+    wait_ok(b, "instance 1/2");
+    assert_same_processor_outputs(&processor_outputs(&open_pipeline_log(&two)), &expected);
+
+    // Two instances, one killed mid-run and restarted while the other works on.
+    let url = kafka_url(&brokers, "killed");
+    let killed = data_dir(dir.path(), "killed", Some(&url));
+    replay(&killed, "file");
+    let small = small_batches_config(dir.path(), Some(&url), 100, 200);
+    let a = spawn_instance(&killed, "0/2");
+    let mut kills = 0;
+    for d in delays(3, 5, 1600, 3200) {
+        let mut b = processor(&killed);
+        b.arg("--config")
+            .arg(&small)
+            .args(["--until-idle", "--instance", "1/2"]);
+        kills += usize::from(kill_after(b, d));
+    }
+    assert!(kills > 0, "instance 1/2 finished before any kill");
+    let b = spawn_instance(&killed, "1/2");
+    wait_ok(a, "instance 0/2");
+    wait_ok(b, "instance 1/2 (restarted)");
+    assert_same_processor_outputs(&processor_outputs(&open_pipeline_log(&killed)), &expected);
+}
+
+#[test]
+fn several_instances_on_the_embedded_log_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path(), "x", None);
+    let out = processor(&data)
+        .args(["--until-idle", "--instance", "1/2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("need the Kafka backend"), "{err}");
+    for bad in ["2/2", "1", "0/0", "a/b"] {
+        let out = processor(&data).args(["--instance", bad]).output().unwrap();
+        assert!(!out.status.success(), "--instance {bad} accepted");
+    }
+}
