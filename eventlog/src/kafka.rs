@@ -343,7 +343,7 @@ fn reader_config(base: &ClientConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
-        .set("fetch.wait.max.ms", "500")
+        .set("fetch.wait.max.ms", "100")
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false");
     c
@@ -637,6 +637,43 @@ impl Log for KafkaLog {
 
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64> {
         self.high_watermark(&self.full(topic), partition)
+    }
+
+    /// One ListOffsets request per broker for all of them (`End`, raw -1, is the
+    /// "latest" timestamp).
+    fn end_offsets(&self, partitions: &[(&str, u32)]) -> Result<Vec<u64>> {
+        let mut tpl = TopicPartitionList::new();
+        let full: Vec<String> = partitions.iter().map(|(t, _)| self.full(t)).collect();
+        for (topic, (_, p)) in full.iter().zip(partitions) {
+            // Known partitions only: librdkafka would wait out the timeout for others.
+            self.check_partition(topic, *p)?;
+            tpl.add_partition_offset(topic, *p as i32, Offset::End)
+                .map_err(|e| kafka_error("read end offsets", e))?;
+        }
+        let got = self
+            .meta
+            .offsets_for_times(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| kafka_error("read end offsets", e))?;
+        full.iter()
+            .zip(partitions)
+            .map(|(topic, (_, p))| {
+                let e = got.find_partition(topic, *p as i32).ok_or_else(|| {
+                    kafka_error("read end offsets", format!("{topic}/{p}: no answer"))
+                })?;
+                if let Err(err) = e.error() {
+                    self.check_partition(topic, *p)?;
+                    return Err(kafka_error(
+                        "read end offsets",
+                        format!("{topic}/{p}: {err}"),
+                    ));
+                }
+                match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Ok(o as u64),
+                    // An empty partition answers "end" rather than a number.
+                    _ => self.high_watermark(topic, *p),
+                }
+            })
+            .collect()
     }
 
     fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<KafkaReader> {

@@ -157,6 +157,14 @@ pub trait Log: Send + Sync {
     /// The offset the next appended record will get.
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64>;
 
+    /// The end offsets of several partitions at once (one request on Kafka).
+    fn end_offsets(&self, partitions: &[(&str, u32)]) -> Result<Vec<u64>> {
+        partitions
+            .iter()
+            .map(|(topic, p)| self.end_offset(topic, *p))
+            .collect()
+    }
+
     /// A reader positioned at `from`.
     fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<Self::Reader>;
 
@@ -315,6 +323,12 @@ impl Log for AnyLog {
         match self {
             AnyLog::Embedded(l) => l.end_offset(topic, partition),
             AnyLog::Kafka(l) => l.end_offset(topic, partition),
+        }
+    }
+    fn end_offsets(&self, partitions: &[(&str, u32)]) -> Result<Vec<u64>> {
+        match self {
+            AnyLog::Embedded(l) => l.end_offsets(partitions),
+            AnyLog::Kafka(l) => l.end_offsets(partitions),
         }
     }
     fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<AnyReader> {

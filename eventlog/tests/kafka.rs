@@ -80,6 +80,18 @@ fn contract(brokers: &str, namespace: Option<&str>, precreate: Option<Precreate<
     assert_eq!(log.append(&t, 1, &second).unwrap(), 10);
     assert_eq!(log.end_offset(&t, 1).unwrap(), 25);
     assert_eq!(log.end_offset(&t, 0).unwrap(), 0);
+    let t0 = std::time::Instant::now();
+    let _ = log.end_offsets(&[(&t, 0), (&t, 1), (&t, 2)]);
+    eprintln!("TIMING end_offsets {:?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
+    let _ = log.end_offset(&t, 1);
+    eprintln!("TIMING end_offset {:?}", t0.elapsed());
+    assert_eq!(
+        log.end_offsets(&[(&t, 0), (&t, 1), (&t, 2)]).unwrap(),
+        [0, 25, 0],
+        "in one request, also for empty partitions"
+    );
+    assert!(log.end_offsets(&[(&t, 9)]).is_err());
     let all = read_all(&log, &t, 1, 0);
     let expected: Vec<Record> = first.iter().chain(&second).cloned().collect();
     assert_eq!(

@@ -441,40 +441,52 @@ impl<'a, L: Log> Processor<'a, L> {
     /// Outputs beyond the committed positions were appended by a run that crashed
     /// before its commit: the restart recomputes them, so they go.
     fn discard_uncommitted_outputs(&mut self) -> Result<()> {
-        for topic in OUTPUT_TOPICS {
-            let parts = self.log.partitions(topic)?.unwrap_or(0);
-            for p in (0..parts).filter(|p| self.cfg.owns_output(topic, *p)) {
-                let committed = self.state.get_u64(&out_key(topic, p))?.unwrap_or(0);
-                let end = self.log.end_offset(topic, p)?;
-                if end > committed {
-                    tracing::warn!(
-                        topic,
-                        partition = p,
-                        committed,
-                        end,
-                        "discarding {} uncommitted output records",
-                        end - committed
-                    );
-                    self.log.truncate(topic, p, committed)?;
-                } else if end < committed {
-                    return Err(Error::State(format!(
-                        "{topic}/{p} ends at {end} but {committed} records were committed: the log lost committed output"
-                    )));
-                }
+        for (topic, p, end) in self.output_ends()? {
+            let committed = self.state.get_u64(&out_key(topic, p))?.unwrap_or(0);
+            if end > committed {
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    committed,
+                    end,
+                    "discarding {} uncommitted output records",
+                    end - committed
+                );
+                self.log.truncate(topic, p, committed)?;
+            } else if end < committed {
+                return Err(Error::State(format!(
+                    "{topic}/{p} ends at {end} but {committed} records were committed: the log lost committed output"
+                )));
             }
         }
-        self.publish_committed()?;
+        let ends = self.output_ends()?;
+        self.publish_committed(&ends)?;
         Ok(())
     }
 
-    fn publish_committed(&self) -> Result<()> {
-        let mut offsets = Vec::new();
+    /// The end offset of every output partition this instance writes (one request).
+    fn output_ends(&self) -> Result<Vec<(&'static str, u32, u64)>> {
+        let mut owned = Vec::new();
         for topic in OUTPUT_TOPICS {
             let parts = self.log.partitions(topic)?.unwrap_or(0);
-            for p in (0..parts).filter(|p| self.cfg.owns_output(topic, *p)) {
-                offsets.push((topic, p, self.log.end_offset(topic, p)?));
-            }
+            owned.extend(
+                (0..parts)
+                    .filter(|p| self.cfg.owns_output(topic, *p))
+                    .map(|p| (topic, p)),
+            );
         }
+        let ends = self.log.end_offsets(&owned)?;
+        Ok(owned
+            .into_iter()
+            .zip(ends)
+            .map(|((t, p), e)| (t, p, e))
+            .collect())
+    }
+
+    /// Publishes, as the consumer [`COMMITTED_OUTPUTS`], the committed output
+    /// positions (`ends`) and the input positions they account for.
+    fn publish_committed(&self, ends: &[(&'static str, u32, u64)]) -> Result<()> {
+        let mut offsets: Vec<(&str, u32, u64)> = ends.to_vec();
         // The input positions those outputs account for, in the same file: a reader
         // (the compactor) sees one consistent snapshot of what was consumed and what it
         // produced.
@@ -842,18 +854,16 @@ impl<'a, L: Log> Processor<'a, L> {
             }
             min_wm = min_wm.min(part.watermark(self.cfg.lateness_micros));
         }
-        for topic in OUTPUT_TOPICS {
-            let parts = self.log.partitions(topic)?.unwrap_or(0);
-            for p in (0..parts).filter(|p| self.cfg.owns_output(topic, *p)) {
-                b.put_u64(&out_key(topic, p), self.log.end_offset(topic, p)?)?;
-            }
+        let ends = self.output_ends()?;
+        for (topic, p, end) in &ends {
+            b.put_u64(&out_key(topic, *p), *end)?;
         }
         b.commit()?;
         if min_wm > i64::MIN {
             self.state
                 .expire_dedup_before(min_wm.saturating_sub(self.cfg.dedup_horizon_micros));
         }
-        self.publish_committed()?;
+        self.publish_committed(&ends)?;
         let secs = started.elapsed().as_secs_f64();
         self.pending = 0;
         self.local.commits += 1;
@@ -867,8 +877,13 @@ impl<'a, L: Log> Processor<'a, L> {
         let mut lag = BTreeMap::new();
         let mut wms = BTreeMap::new();
         let topic = Source::UsageEvents.raw_topic();
-        for part in &self.parts {
-            let end = self.log.end_offset(&topic, part.p)?;
+        let inputs: Vec<(&str, u32)> = self
+            .parts
+            .iter()
+            .map(|part| (topic.as_str(), part.p))
+            .collect();
+        let ends = self.log.end_offsets(&inputs)?;
+        for (part, end) in self.parts.iter().zip(ends) {
             lag.insert(part.p, end.saturating_sub(part.reader.position()));
             if let Some(t) = part.max_ts {
                 wms.insert(part.p, (t - self.cfg.lateness_micros) as f64 / 1e6);
