@@ -3,7 +3,7 @@
 prints Markdown tables for BENCHMARKS.md.
 
 Usage: scripts/bench.py [--sizes 1000000,10000000] [--runs 3] [--dir /tmp/usage-bench]
-                        [--only replay,log,processor,latency,compactor,api]
+                        [--only replay,log,processor,latency,compactor,api,kafka]
                         [--python PATH_TO_PYTHON_WITH_DUCKDB]
 
 For each size it generates a landing directory once (seed 1, 60 days, 80 orgs), then
@@ -64,6 +64,94 @@ def main():
         bench_compactor(args)
     if "api" in only:
         bench_api(args)
+    if "kafka" in only:
+        bench_kafka(args)
+
+
+def timed_cpu(cmd, env=None):
+    """As `timed`, and the command's CPU seconds (user + system)."""
+    t = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S"] + cmd, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
+    rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
+    return secs, int(rss_kb) / 1024, float(user) + float(system)
+
+
+def broker_cpu():
+    """CPU seconds the test broker has used so far (0 when none runs)."""
+    try:
+        pid = open(os.path.expanduser("~/.cache/usage-pipeline/tansu/pid")).read().strip()
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def tansu(action):
+    """Starts (on a fresh database) or stops the test broker; its host:port."""
+    subprocess.run(["bash", os.path.join(ROOT, ".ci", "tansu"), action], check=True)
+    if action == "start":
+        path = os.path.expanduser("~/.cache/usage-pipeline/tansu/brokers")
+        return open(path).read().strip()
+    return None
+
+
+def bench_kafka(args):
+    """Replay (event-time order) and `processor --until-idle` on the embedded log and on
+    the Kafka backend (the tansu test broker, a fresh database per run), alternating,
+    on the first size."""
+    size = int(args.sizes.split(",")[0])
+    landing = landing_of(args, size)
+    keys = ("replay", "processor", "peak", "replay_cpu", "processor_cpu", "broker_replay",
+            "broker_processor")
+    results = {b: {k: [] for k in keys} for b in ("embedded", "kafka")}
+    try:
+        for run in range(args.runs):
+            for backend in ("embedded", "kafka") if run % 2 == 0 else ("kafka", "embedded"):
+                data = os.path.join(args.dir, "kdata")
+                shutil.rmtree(data, ignore_errors=True)
+                env = dict(os.environ, PIPELINE_DATA_DIR=data, PIPELINE_LOG_FSYNC="100ms",
+                           RUST_LOG="warn")
+                if backend == "kafka":
+                    env["PIPELINE_LOG_URL"] = f"kafka://{tansu('start')}/bench"
+                r = results[backend]
+                b0 = broker_cpu()
+                secs, _, cpu = timed_cpu([PRODUCER, "replay", landing], env)
+                b1 = broker_cpu()
+                r["replay"].append(secs)
+                r["replay_cpu"].append(cpu)
+                r["broker_replay"].append(b1 - b0)
+                secs, peak, cpu = timed_cpu(
+                    [PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0"], env)
+                r["processor"].append(secs)
+                r["peak"].append(peak)
+                r["processor_cpu"].append(cpu)
+                r["broker_processor"].append(broker_cpu() - b1)
+                print(f"run {run} {backend}: replay {r['replay'][-1]:.1f} s, "
+                      f"processor {secs:.1f} s", file=sys.stderr)
+                shutil.rmtree(data, ignore_errors=True)
+                if backend == "kafka":
+                    tansu("stop")
+    finally:
+        tansu("stop")
+    med = {b: {k: statistics.median(v) for k, v in r.items()} for b, r in results.items()}
+    print(f"| backend ({size:,} events) | replay median | events/s | producer CPU | broker CPU | "
+          "processor median | events/s | processor CPU | broker CPU | processor peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for backend, m in med.items():
+        print(f"| {backend} | {m['replay']:.1f} s | {size / m['replay']:,.0f} | "
+              f"{m['replay_cpu']:.1f} s | {m['broker_replay']:.1f} s | {m['processor']:.1f} s | "
+              f"{size / m['processor']:,.0f} | {m['processor_cpu']:.1f} s | "
+              f"{m['broker_processor']:.1f} s | {max(results[backend]['peak']):,.0f} MiB |")
+    for backend, r in results.items():
+        print(f"\n{backend} runs: replay {', '.join(f'{t:.1f}' for t in r['replay'])} s; "
+              f"processor {', '.join(f'{t:.1f}' for t in r['processor'])} s")
+    e, k = med["embedded"], med["kafka"]
+    print(f"\nKafka / embedded: replay {k['replay'] / e['replay']:.1f}x the time, "
+          f"processor {k['processor'] / e['processor']:.1f}x.\n")
 
 
 def landing_of(args, size):

@@ -344,6 +344,9 @@ fn reader_config(base: &ClientConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
         .set("fetch.wait.max.ms", "100")
+        // What a reader prefetches: librdkafka's default (64 MB per consumer) times a
+        // dozen readers was most of the processor's memory.
+        .set("queued.max.messages.kbytes", "8192")
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false");
     c

@@ -231,3 +231,31 @@ fn several_instances_on_the_embedded_log_are_refused() {
         assert!(!out.status.success(), "--instance {bad} accepted");
     }
 }
+
+#[test]
+fn a_record_larger_than_the_broker_takes_stops_the_replay_with_one_clear_line() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let events = landing.join("usage_events_stream");
+    std::fs::create_dir_all(&events).unwrap();
+    // A 2 MB line: above librdkafka's and Kafka's default 1 MB message limit.
+    let line = format!(
+        "{{\"event_id\": \"big\", \"pad\": \"{}\"}}\n",
+        "x".repeat(2 << 20)
+    );
+    std::fs::write(events.join("events_big.jsonl"), line).unwrap();
+    let data = data_dir(dir.path(), "kafka", Some(&kafka_url(&brokers, "big")));
+    let out = pipeline_command("producer", &data)
+        .arg("replay")
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a 2 MB record was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: kafka produce"), "{err}");
+    assert!(last.to_lowercase().contains("too large"), "{err}");
+}
