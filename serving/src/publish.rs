@@ -2,13 +2,14 @@
 //! real-time view (`speed.daily_usage`, read up to the processor's committed
 //! positions) into the serving tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
 use compactor::cursor::Cursor;
 use compactor::table::json_rows;
-use eventlog::{Log, PartitionReader, StoredRecord};
+use eventlog::{Bytes, Log, PartitionReader, StoredRecord};
 use schemas::speed::DailyMessage;
 use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 use serde_json::Value;
@@ -34,10 +35,21 @@ fn max_text(rows: &[JsonRow], col: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A `speed.daily_usage` record with the checksum of its bytes.
-fn decode_daily(r: StoredRecord) -> Result<(u64, (u32, DailyMessage))> {
-    let m = serde_json::from_slice(&r.record.value)?;
-    Ok((r.offset, (crc32c::crc32c(&r.record.value), m)))
+/// A `speed.daily_usage` record, undecoded: most are overwritten by a later one of
+/// the same key, so only the key is read from each, and only the last per key is
+/// decoded in full.
+fn undecoded(r: StoredRecord) -> Result<(u64, Bytes)> {
+    Ok((r.offset, r.record.value))
+}
+
+/// The key fields of a `speed.daily_usage` record, borrowed where the JSON allows.
+#[derive(serde::Deserialize)]
+struct DailyKey<'a> {
+    #[serde(borrow)]
+    org_id: std::borrow::Cow<'a, str>,
+    usage_date: i32,
+    #[serde(borrow)]
+    service: std::borrow::Cow<'a, str>,
 }
 
 /// Where a publish of `speed.daily_usage` stopped, per partition: the next offset and
@@ -77,7 +89,10 @@ pub fn speed_rows(
             }
         }
     }
-    let mut latest: BTreeMap<(String, i32, String), DailyMessage> = BTreeMap::new();
+    // The last record per key, keyed by `org_id \0 usage_date \0 service` (a key is
+    // built in one reused buffer and allocated only when it is new).
+    let mut latest: HashMap<String, Bytes> = HashMap::new();
+    let mut key = String::new();
     let mut positions = SpeedPositions::new();
     for (p, &end) in ends.iter().enumerate() {
         let p = p as u32;
@@ -85,16 +100,35 @@ pub fn speed_rows(
             (true, Some(s)) => s.get(&p).map_or(0, |x| x.0),
             _ => 0,
         };
-        let mut last_crc = since.and_then(|s| s.get(&p)).map_or(0, |x| x.1);
-        let mut cur = Cursor::new(log, DAILY_TOPIC, p, from, end, decode_daily)?;
-        while let Some((_, (crc, m))) = cur.next()? {
-            last_crc = crc;
-            latest.insert((m.org_id.clone(), m.usage_date, m.service.clone()), m);
+        let mut last: Option<Bytes> = None;
+        let mut cur = Cursor::new(log, DAILY_TOPIC, p, from, end, undecoded)?;
+        while let Some((_, value)) = cur.next()? {
+            let k: DailyKey = serde_json::from_slice(&value)?;
+            key.clear();
+            write!(key, "{}\0{}\0{}", k.org_id, k.usage_date, k.service)?;
+            match latest.get_mut(key.as_str()) {
+                Some(v) => *v = value.clone(),
+                None => {
+                    latest.insert(key.clone(), value.clone());
+                }
+            }
+            last = Some(value);
         }
+        let last_crc = match last {
+            Some(v) => crc32c::crc32c(&v),
+            None => since.and_then(|s| s.get(&p)).map_or(0, |x| x.1),
+        };
         positions.insert(p, (end, if end == 0 { 0 } else { last_crc }));
     }
-    let rows = latest
+    let mut latest: Vec<DailyMessage> = latest
         .into_values()
+        .map(|v| serde_json::from_slice(&v))
+        .collect::<Result<_, _>>()?;
+    latest.sort_by(|a, b| {
+        (&a.org_id, a.usage_date, &a.service).cmp(&(&b.org_id, b.usage_date, &b.service))
+    });
+    let rows = latest
+        .into_iter()
         .map(|m| {
             let date = schemas::time::days_to_date(m.usage_date)
                 .map(|d| d.to_string())
