@@ -59,7 +59,19 @@ pub struct LogSection {
     /// `"security.protocol" = "SASL_SSL"`. Env: `PIPELINE_KAFKA_<NAME>` with the dots
     /// written as underscores (`PIPELINE_KAFKA_SASL_PASSWORD` sets `sasl.password`),
     /// which is where a password belongs.
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: KafkaProperties,
+}
+
+/// librdkafka properties by name. `Debug` shows the names only: values may be
+/// passwords.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct KafkaProperties(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 impl Default for LogSection {
@@ -71,7 +83,7 @@ impl Default for LogSection {
             index_interval_bytes: d.index_interval_bytes,
             event_partitions: 4,
             kafka_replication: 1,
-            kafka: BTreeMap::new(),
+            kafka: KafkaProperties::default(),
         }
     }
 }
@@ -232,7 +244,7 @@ impl PipelineConfig {
         for (k, v) in vars {
             if let Some(name) = k.strip_prefix("PIPELINE_KAFKA_").filter(|n| !n.is_empty()) {
                 let property = name.to_ascii_lowercase().replace('_', ".");
-                self.log.kafka.insert(property, v);
+                self.log.kafka.0.insert(property, v);
             }
         }
     }
@@ -272,6 +284,7 @@ impl PipelineConfig {
                 properties: self
                     .log
                     .kafka
+                    .0
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
@@ -326,6 +339,43 @@ mod tests {
         );
         assert!(PipelineConfig::parse("[log]\nevent_partitions = 0\n").is_err());
         assert!(PipelineConfig::parse("not toml [").is_err());
+    }
+
+    #[test]
+    fn the_shipped_config_file_says_what_the_defaults_are() {
+        let shipped = PipelineConfig::parse(include_str!("../../config/pipeline.toml")).unwrap();
+        let d = PipelineConfig::default();
+        assert_eq!(format!("{shipped:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn kafka_properties_from_the_file_and_the_environment() {
+        let mut c = PipelineConfig::parse(
+            "[log]\nkafka_replication = 3\n[log.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n",
+        )
+        .unwrap();
+        c.apply_kafka_env(
+            [
+                (
+                    "PIPELINE_KAFKA_SASL_PASSWORD".to_owned(),
+                    "hunter2".to_owned(),
+                ),
+                ("PIPELINE_KAFKA_".to_owned(), "ignored".to_owned()),
+                ("OTHER".to_owned(), "x".to_owned()),
+            ]
+            .into_iter(),
+        );
+        let k = c.log_config().unwrap().kafka;
+        assert_eq!(k.replication, 3);
+        assert_eq!(
+            k.properties,
+            [
+                ("sasl.password".to_owned(), "hunter2".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned())
+            ]
+        );
+        assert!(!format!("{:?}", c.log_config().unwrap()).contains("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

@@ -396,6 +396,57 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The TLS context of the connection: `None` without a CA or a client certificate.
+/// With a CA, the cluster's certificates must chain to it (and to nothing else);
+/// with a client certificate and key, the client proves itself with them (mutual
+/// TLS, as a secure connect bundle provides). Every file problem is one line naming
+/// the file.
+pub fn tls_context(
+    settings: &CassandraSettings,
+) -> Result<Option<scylla::client::session::OpenSsl010Config>> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    use openssl::x509::X509;
+    use openssl::x509::store::X509StoreBuilder;
+    if settings.tls_ca.is_none() && settings.tls_cert.is_none() {
+        return Ok(None);
+    }
+    let mut b = SslConnector::builder(SslMethod::tls_client()).context("starting TLS (OpenSSL)")?;
+    b.set_verify(SslVerifyMode::PEER);
+    if let Some(ca) = &settings.tls_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("TLS CA {}", ca.display()))?;
+        let certs = X509::stack_from_pem(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .with_context(|| format!("TLS CA {}: no PEM certificate in it", ca.display()))?;
+        let mut store = X509StoreBuilder::new().context("starting TLS (OpenSSL)")?;
+        for c in certs {
+            store
+                .add_cert(c)
+                .with_context(|| format!("TLS CA {}", ca.display()))?;
+        }
+        b.set_cert_store(store.build());
+    }
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        b.set_certificate_chain_file(cert)
+            .map_err(|e| anyhow::anyhow!("TLS client certificate {}: {e}", cert.display()))?;
+        let pem =
+            std::fs::read(key).with_context(|| format!("TLS client key {}", key.display()))?;
+        let pkey = openssl::pkey::PKey::private_key_from_pem(&pem).map_err(|_| {
+            anyhow::anyhow!("TLS client key {}: not a PEM private key", key.display())
+        })?;
+        b.set_private_key(&pkey)
+            .and_then(|()| b.check_private_key())
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "TLS client key {} does not belong to the certificate {}",
+                    key.display(),
+                    cert.display()
+                )
+            })?;
+    }
+    Ok(Some(scylla::client::session::OpenSsl010Config::new(b)))
+}
+
 /// The serving store on Cassandra/ScyllaDB.
 pub struct CassandraStore {
     rt: tokio::runtime::Runtime,
@@ -406,9 +457,7 @@ pub struct CassandraStore {
 impl CassandraStore {
     /// Connects, and creates the keyspace and tables if they do not exist.
     pub fn connect(settings: CassandraSettings) -> Result<CassandraStore> {
-        if settings.tls_ca.is_some() || settings.tls_cert.is_some() {
-            bail!("TLS to Cassandra is not supported by this build yet (PIPELINE_CASSANDRA_TLS_*)");
-        }
+        let tls = tls_context(&settings)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .enable_io()
@@ -417,7 +466,8 @@ impl CassandraStore {
         let nodes = settings.url.nodes.join(",");
         let session = rt.block_on(async {
             let mut b = scylla::client::session_builder::SessionBuilder::new()
-                .known_nodes(&settings.url.nodes);
+                .known_nodes(&settings.url.nodes)
+                .tls_context(tls);
             if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
                 b = b.user(u.clone(), p.expose());
             }
@@ -625,6 +675,10 @@ fn typed_json(ty: Option<Cql>, v: &str) -> Value {
         _ => Value::from(v),
     }
 }
+
+#[cfg(test)]
+#[path = "cassandra_tls_tests.rs"]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {
