@@ -259,3 +259,33 @@ fn a_record_larger_than_the_broker_takes_stops_the_replay_with_one_clear_line() 
     assert!(last.starts_with("error: kafka produce"), "{err}");
     assert!(last.to_lowercase().contains("too large"), "{err}");
 }
+
+#[test]
+fn a_replay_killed_on_kafka_resumes_without_gap_or_repeat() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clean = data_dir(dir.path(), "clean", None);
+    replay(&clean, "file");
+    let killed = data_dir(dir.path(), "killed", Some(&kafka_url(&brokers, "replay")));
+    let mut kills = 0;
+    for d in delays(5, 3, 400, 2000) {
+        let mut c = pipeline_command("producer", &killed);
+        c.arg("replay").arg(landing()).args(["--order", "file"]);
+        kills += usize::from(kill_after(c, d));
+    }
+    assert!(kills > 0, "every replay finished before its kill");
+    replay(&killed, "file");
+    let (a, b) = (open_log(&clean), open_pipeline_log(&killed));
+    let clean_offsets = end_offsets(&clean);
+    assert_eq!(end_offsets(&killed), clean_offsets);
+    for topic in clean_offsets
+        .keys()
+        .map(|(t, _)| t.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        assert!(flat(&a, &topic) == flat(&b, &topic), "{topic} differs");
+    }
+    eprintln!("{kills} replays killed mid-way");
+}
