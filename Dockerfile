@@ -1,11 +1,9 @@
 # The pipeline's four binaries in one image (see docker-compose.yml).
 # Build stage: Debian's toolchain pieces for RocksDB (libclang, for bindgen) and
-# librdkafka (cmake, OpenSSL), as .ci/run installs them.
+# librdkafka (cmake, OpenSSL), from the same list the quick start and CI use.
 FROM rust:1-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      libclang-dev cmake pkg-config libssl-dev libcurl4-openssl-dev g++ \
- && rm -rf /var/lib/apt/lists/*
+COPY scripts/system-deps.sh /tmp/system-deps.sh
+RUN bash /tmp/system-deps.sh && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked \

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 demo="${1:-./demo}"
 target="${CARGO_TARGET_DIR:-target}"
 
-echo "== building (release; the first build compiles RocksDB, Arrow and Parquet: about 40 minutes on 2 cores)"
+bash scripts/system-deps.sh
+echo "== building (release; the first build compiles RocksDB, librdkafka, Arrow and Parquet: about 40 minutes on 2 cores)"
 cargo build --release --bins --quiet
 bin="$target/release"
 
