@@ -10,7 +10,6 @@ use anyhow::Result;
 use compactor::cursor::Cursor;
 use compactor::table::json_rows;
 use eventlog::{Bytes, Log, PartitionReader, StoredRecord};
-use schemas::speed::DailyMessage;
 use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 use serde_json::Value;
 
@@ -42,14 +41,46 @@ fn undecoded(r: StoredRecord) -> Result<(u64, Bytes)> {
     Ok((r.offset, r.record.value))
 }
 
+/// The last record of one key of `speed.daily_usage`.
+struct Latest {
+    org_id: String,
+    usage_date: i32,
+    service: String,
+    value: Bytes,
+}
+
 /// The key fields of a `speed.daily_usage` record, borrowed where the JSON allows.
-#[derive(serde::Deserialize)]
+#[derive(Debug, PartialEq, serde::Deserialize)]
 struct DailyKey<'a> {
     #[serde(borrow)]
     org_id: std::borrow::Cow<'a, str>,
     usage_date: i32,
     #[serde(borrow)]
     service: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> DailyKey<'a> {
+    /// The key read by position from a record as the processor writes it
+    /// (`{"org_id":"…","usage_date":N,"service":"…",`, the `DailyMessage` field
+    /// order); `None` for anything else (escapes included), which serde then reads.
+    fn fast(json: &'a [u8]) -> Option<DailyKey<'a>> {
+        fn text<'b>(rest: &'b [u8], prefix: &[u8]) -> Option<(&'b str, &'b [u8])> {
+            let rest = rest.strip_prefix(prefix)?;
+            let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+            (rest[end] == b'"').then_some(())?;
+            Some((std::str::from_utf8(&rest[..end]).ok()?, &rest[end + 1..]))
+        }
+        let (org_id, rest) = text(json, b"{\"org_id\":\"")?;
+        let rest = rest.strip_prefix(b",\"usage_date\":")?;
+        let end = rest.iter().position(|&b| b == b',')?;
+        let usage_date: i32 = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        let (service, _) = text(&rest[end..], b",\"service\":\"")?;
+        Some(DailyKey {
+            org_id: org_id.into(),
+            usage_date,
+            service: service.into(),
+        })
+    }
 }
 
 /// Where a publish of `speed.daily_usage` stopped, per partition: the next offset and
@@ -91,7 +122,7 @@ pub fn speed_rows(
     }
     // The last record per key, keyed by `org_id \0 usage_date \0 service` (a key is
     // built in one reused buffer and allocated only when it is new).
-    let mut latest: HashMap<String, Bytes> = HashMap::new();
+    let mut latest: HashMap<String, Latest> = HashMap::new();
     let mut key = String::new();
     let mut positions = SpeedPositions::new();
     for (p, &end) in ends.iter().enumerate() {
@@ -103,13 +134,22 @@ pub fn speed_rows(
         let mut last: Option<Bytes> = None;
         let mut cur = Cursor::new(log, DAILY_TOPIC, p, from, end, undecoded)?;
         while let Some((_, value)) = cur.next()? {
-            let k: DailyKey = serde_json::from_slice(&value)?;
+            let k = match DailyKey::fast(&value) {
+                Some(k) => k,
+                None => serde_json::from_slice(&value)?,
+            };
             key.clear();
             write!(key, "{}\0{}\0{}", k.org_id, k.usage_date, k.service)?;
             match latest.get_mut(key.as_str()) {
-                Some(v) => *v = value.clone(),
+                Some(v) => v.value = value.clone(),
                 None => {
-                    latest.insert(key.clone(), value.clone());
+                    let l = Latest {
+                        org_id: k.org_id.into_owned(),
+                        usage_date: k.usage_date,
+                        service: k.service.into_owned(),
+                        value: value.clone(),
+                    };
+                    latest.insert(key.clone(), l);
                 }
             }
             last = Some(value);
@@ -120,22 +160,22 @@ pub fn speed_rows(
         };
         positions.insert(p, (end, if end == 0 { 0 } else { last_crc }));
     }
-    let mut latest: Vec<DailyMessage> = latest
-        .into_values()
-        .map(|v| serde_json::from_slice(&v))
-        .collect::<Result<_, _>>()?;
+    // In key order, so that a publish writes in a stable order. The stored record is
+    // the row (a `DailyMessage` as JSON) but for its date: a day number in the topic,
+    // a date in the table.
+    let mut latest: Vec<Latest> = latest.into_values().collect();
     latest.sort_by(|a, b| {
         (&a.org_id, a.usage_date, &a.service).cmp(&(&b.org_id, b.usage_date, &b.service))
     });
     let rows = latest
         .into_iter()
-        .map(|m| {
-            let date = schemas::time::days_to_date(m.usage_date)
+        .map(|l| {
+            let mut row: JsonRow = serde_json::from_slice(&l.value)?;
+            let date = schemas::time::days_to_date(l.usage_date)
                 .map(|d| d.to_string())
                 .unwrap_or_default();
-            let mut v = serde_json::to_value(&m)?;
-            v["usage_date"] = Value::from(date);
-            Ok(serde_json::from_value(v)?)
+            row.insert("usage_date".into(), Value::from(date));
+            Ok(row)
         })
         .collect::<Result<_>>()?;
     Ok((rows, positions, incremental))
@@ -226,4 +266,45 @@ pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     )?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_fast_key_reader_agrees_with_serde_or_steps_aside() {
+        let m = schemas::speed::DailyMessage {
+            org_id: "org_1".into(),
+            usage_date: 20_300,
+            service: "compute".into(),
+            org_name: "A \"quoted\" name".into(),
+            industry: "x".into(),
+            plan_tier: "pro".into(),
+            totals: Default::default(),
+        };
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let serde: DailyKey = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(DailyKey::fast(&bytes), Some(serde));
+        // An escape in a key, another field order, negative days, garbage: serde's turn
+        // (or serde's error).
+        for other in [
+            r#"{"org_id":"a\"b","usage_date":1,"service":"s"}"#,
+            r#"{"usage_date":1,"org_id":"a","service":"s"}"#,
+            r#"{"org_id":"a","usage_date":x,"service":"s"}"#,
+            "{",
+            "",
+        ] {
+            assert_eq!(DailyKey::fast(other.as_bytes()), None, "{other}");
+        }
+        assert_eq!(
+            DailyKey::fast(br#"{"org_id":"a","usage_date":-3,"service":"s","x":1}"#),
+            Some(DailyKey {
+                org_id: "a".into(),
+                usage_date: -3,
+                service: "s".into()
+            })
+        );
+    }
 }
