@@ -26,14 +26,20 @@ SERVING = os.path.join(TARGET, "release", "serving")
 
 def timed(cmd, env=None):
     """Runs cmd under /usr/bin/time; returns (seconds, peak RSS in MiB)."""
+    secs, rss, _ = timed_cpu(cmd, env)
+    return secs, rss
+
+
+def timed_cpu(cmd, env=None):
+    """As `timed`, and the command's CPU seconds (user + system)."""
     t = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, env=env,
+    out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S"] + cmd, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     secs = time.perf_counter() - t
     if out.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
-    rss_kb = int(out.stderr.strip().splitlines()[-1])
-    return secs, rss_kb / 1024
+    rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
+    return secs, int(rss_kb) / 1024, float(user) + float(system)
 
 
 def dir_bytes(path):
@@ -66,18 +72,6 @@ def main():
         bench_api(args)
     if "kafka" in only:
         bench_kafka(args)
-
-
-def timed_cpu(cmd, env=None):
-    """As `timed`, and the command's CPU seconds (user + system)."""
-    t = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S"] + cmd, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    secs = time.perf_counter() - t
-    if out.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
-    rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
-    return secs, int(rss_kb) / 1024, float(user) + float(system)
 
 
 def broker_cpu():

@@ -29,6 +29,20 @@ fn processor(data: &Path) -> Command {
     c
 }
 
+/// `processor` with these arguments, which must succeed.
+fn process(data: &Path, args: &[&str]) {
+    let mut c = processor(data);
+    c.args(args);
+    run_ok(c);
+}
+
+/// The brokers and the namespace of a URL made by `kafka_url`.
+fn brokers_and_namespace(url: &str) -> (&str, &str) {
+    url.strip_prefix("kafka://")
+        .and_then(|rest| rest.split_once('/'))
+        .unwrap()
+}
+
 fn replay(data: &Path, order: &str) {
     let mut c = pipeline_command("producer", data);
     c.arg("replay").arg(landing()).args(["--order", order]);
@@ -38,11 +52,7 @@ fn replay(data: &Path, order: &str) {
 /// The number of void ranges a Kafka log in namespace `url` recorded (the truncations
 /// of uncommitted outputs the restarts made).
 fn voids(url: &str) -> u64 {
-    let (brokers, ns) = url
-        .strip_prefix("kafka://")
-        .unwrap()
-        .split_once('/')
-        .unwrap();
+    let (brokers, ns) = brokers_and_namespace(url);
     let log = eventlog::KafkaLog::open(brokers, None, &Default::default()).unwrap();
     let topic = format!("_{ns}.eventlog.voids");
     let mut r = log.reader(&topic, 0, 0).unwrap();
@@ -99,11 +109,7 @@ fn processor_sigkill_on_kafka_changes_nothing() {
     for d in [&clean, &crashed] {
         replay(d, "event-time");
     }
-    run_ok({
-        let mut c = processor(&clean);
-        c.arg("--until-idle");
-        c
-    });
+    process(&clean, &["--until-idle"]);
 
     let kills: usize = std::env::var("CRASH_KILLS")
         .ok()
@@ -140,39 +146,23 @@ fn processor_sigkill_on_kafka_changes_nothing() {
         committed > 0 && committed < 43_163,
         "{committed} silver records committed before the last run"
     );
-    run_ok({
-        let mut c = processor(&crashed);
-        c.arg("--until-idle");
-        c
-    });
+    process(&crashed, &["--until-idle"]);
     let expected = processor_outputs(&open_log(&clean));
     assert_same_processor_outputs(&processor_outputs(&log), &expected);
 
     // Reprocessing from the earliest offset on Kafka, where outputs cannot be cut: the
     // old ones become a void range, and readers see the same outputs.
-    run_ok({
-        let mut c = processor(&crashed);
-        c.args(["--until-idle", "--from-offset", "earliest"]);
-        c
-    });
+    process(&crashed, &["--until-idle", "--from-offset", "earliest"]);
     assert!(voids(&url) > voided, "reprocessing recorded no void range");
     assert_same_processor_outputs(&processor_outputs(&log), &expected);
 
     // The compactor and publish read those topics through their void ranges: the
-    // lake, gold, accounting and answers equal the clean run's. Less the lake's
+    // lake, gold, accounting and answers equal the clean run's (`catch_up`: the
+    // processor has nothing left, then one compaction and one publish). Less the lake's
     // `offset` column: the speed tables record their own topic offsets, which on
     // Kafka keep a hole where each void range is.
     for d in [&clean, &crashed] {
-        run_ok({
-            let mut c = pipeline_command("compactor", d);
-            c.arg("--once");
-            c
-        });
-        run_ok({
-            let mut c = pipeline_command("serving", d);
-            c.arg("publish");
-            c
-        });
+        catch_up(d);
     }
     assert_same_outputs_without(&crashed, &clean, &["offset"]);
 }
@@ -197,11 +187,7 @@ fn two_processor_instances_give_what_one_gives_also_when_one_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let single = data_dir(dir.path(), "single", None);
     replay(&single, "file");
-    run_ok({
-        let mut c = processor(&single);
-        c.arg("--until-idle");
-        c
-    });
+    process(&single, &["--until-idle"]);
     let expected = processor_outputs(&open_log(&single));
 
     // Two instances, undisturbed.
@@ -314,11 +300,7 @@ fn a_cursor_up_to_a_committed_position_that_ends_a_void_range() {
         return;
     };
     let url = kafka_url(&brokers, "cursor");
-    let (b, ns) = url
-        .strip_prefix("kafka://")
-        .unwrap()
-        .split_once('/')
-        .unwrap();
+    let (b, ns) = brokers_and_namespace(&url);
     let log = eventlog::KafkaLog::open(b, Some(ns), &Default::default()).unwrap();
     log.ensure_topic("t", 1).unwrap();
     let recs: Vec<eventlog::Record> = (0..10)
