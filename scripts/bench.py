@@ -159,25 +159,40 @@ def landing_of(args, size):
 
 
 def bench_processor(args):
-    """Replays each size (event-time order), then times `processor --until-idle`."""
+    """Replays each size (event-time order) once per run, then times
+    `processor --until-idle` with 1 thread and with 2 (the default) on copies of
+    the same replayed log: the 1-thread run is the baseline of the same run."""
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         landing = landing_of(args, size)
-        times, peaks, replays = [], [], []
+        r = {t: ([], [], []) for t in (1, 2)}  # wall, peak RSS, CPU
+        replays = []
         for _ in range(args.runs):
-            data = os.path.join(args.dir, "pdata")
-            shutil.rmtree(data, ignore_errors=True)
-            env = dict(os.environ, PIPELINE_DATA_DIR=data, PIPELINE_LOG_FSYNC="100ms", RUST_LOG="warn")
+            base = os.path.join(args.dir, "pdata-replayed")
+            shutil.rmtree(base, ignore_errors=True)
+            env = dict(os.environ, PIPELINE_DATA_DIR=base, PIPELINE_LOG_FSYNC="100ms", RUST_LOG="warn")
             replays.append(timed([PRODUCER, "replay", landing], env)[0])
-            secs, peak = timed([PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0"], env)
-            times.append(secs)
-            peaks.append(peak)
-            shutil.rmtree(data, ignore_errors=True)
-        med = statistics.median(times)
-        rows.append(f"| {size:,} | {med:.2f} s | {size / med:,.0f} | {max(peaks):,.0f} MiB | "
-                    f"{med / statistics.median(replays):.1f}x | {', '.join(f'{t:.2f}' for t in times)} |")
-    print("| events | processor median wall | events/s | peak RSS | vs replay of the same data | runs |")
-    print("|---|---|---|---|---|---|")
+            for threads in (1, 2):
+                data = os.path.join(args.dir, "pdata")
+                shutil.rmtree(data, ignore_errors=True)
+                shutil.copytree(base, data)
+                env = dict(env, PIPELINE_DATA_DIR=data)
+                secs, peak, cpu = timed_cpu([PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0",
+                                             "--threads", str(threads)], env)
+                for v, x in zip(r[threads], (secs, peak, cpu)):
+                    v.append(x)
+                shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
+        one = statistics.median(r[1][0])
+        for threads in (1, 2):
+            walls, peaks, cpus = r[threads]
+            med = statistics.median(walls)
+            rows.append(f"| {size:,} | {threads} | {med:.2f} s | {size / med:,.0f} | "
+                        f"{statistics.median(cpus):.1f} s | {max(peaks):,.0f} MiB | {one / med:.2f}x | "
+                        f"{med / statistics.median(replays):.1f}x | {', '.join(f'{t:.2f}' for t in walls)} |")
+    print("| events | threads | processor median wall | events/s | CPU | peak RSS | speedup vs 1 thread | "
+          "vs replay of the same data | runs |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
 

@@ -123,6 +123,9 @@ pub struct ProcessorSection {
     pub commit_interval_ms: u64,
     /// The Prometheus endpoint (loopback unless configured otherwise).
     pub metrics_addr: String,
+    /// Processing threads, each owning a share of the event partitions with its own
+    /// state (`--threads`, env `PIPELINE_PROCESSOR_THREADS`).
+    pub threads: u32,
 }
 
 impl Default for ProcessorSection {
@@ -134,6 +137,7 @@ impl Default for ProcessorSection {
             commit_records: 50_000,
             commit_interval_ms: 10,
             metrics_addr: "127.0.0.1:9101".into(),
+            threads: 2,
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct EmbeddedLog {
     config: LogConfig,
     writers: Arc<Mutex<WriterMap>>,
     commit_lock: Mutex<()>,
+    /// Creating a topic is check-then-create: one at a time within the process.
+    topic_lock: Mutex<()>,
     flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -94,10 +96,13 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).io("sync", dir)
 }
 
-/// Writes a small file atomically: temporary name (`<stem>.tmp.<pid>`), fsync,
+/// Writes a small file atomically: temporary name (`<stem>.tmp.<pid>.<n>`, unique
+/// to the call, so that two threads writing the same file never share one), fsync,
 /// rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let mut f = File::create(&tmp).io("create", &tmp)?;
     f.write_all(bytes).io("write", &tmp)?;
     f.sync_all().io("sync", &tmp)?;
@@ -140,6 +145,7 @@ impl EmbeddedLog {
             config,
             writers,
             commit_lock: Mutex::new(()),
+            topic_lock: Mutex::new(()),
             flusher,
         })
     }
@@ -222,6 +228,10 @@ impl Log for EmbeddedLog {
 
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
         check_name(topic)?;
+        if let Some(n) = self.partitions(topic)? {
+            return Ok(n);
+        }
+        let _guard = lock(&self.topic_lock);
         if let Some(n) = self.partitions(topic)? {
             return Ok(n);
         }

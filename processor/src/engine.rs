@@ -891,6 +891,7 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         let local = std::mem::take(&mut self.local);
         let state_bytes = self.state.size_bytes();
+        let instance = self.cfg.instance;
         self.metrics.update(|m| {
             for (k, v) in local.records_in {
                 *m.records_in.entry(k).or_default() += v;
@@ -906,9 +907,11 @@ impl<'a, L: Log> Processor<'a, L> {
             m.commits += local.commits;
             m.commit_seconds_sum += local.commit_seconds_sum;
             m.commit_seconds_last = local.commit_seconds_last;
-            m.lag_records = lag;
-            m.watermark_seconds = wms;
-            m.state_bytes = state_bytes;
+            // Several processing threads share the metrics: each updates its own
+            // partitions and its own state's size.
+            m.lag_records.extend(lag);
+            m.watermark_seconds.extend(wms);
+            m.state_bytes.insert(instance, state_bytes);
         });
         Ok(())
     }

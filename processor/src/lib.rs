@@ -10,8 +10,10 @@
 pub mod engine;
 pub mod metrics;
 pub mod state;
+pub mod threads;
 
 pub use engine::{FromOffset, Processor, ProcessorConfig, RunReport, parse_instance};
+pub use threads::run_threads;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -5,8 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use eventlog::PipelineConfig;
 use processor::metrics::Metrics;
-use processor::state::State;
-use processor::{FromOffset, Processor, ProcessorConfig};
+use processor::{FromOffset, ProcessorConfig};
 
 /// Raw topics -> silver.usage_events, quarantine and the speed views.
 #[derive(Parser)]
@@ -28,6 +27,10 @@ struct Cli {
     /// partition p belongs to instance p % N). Needs the Kafka backend when N > 1.
     #[arg(long, env = "PIPELINE_PROCESSOR_INSTANCE", default_value = "0/1", value_parser = processor::parse_instance)]
     instance: (u32, u32),
+    /// Processing threads of this process, each owning a share of its event
+    /// partitions (default from the config: `[processor] threads`).
+    #[arg(long, env = "PIPELINE_PROCESSOR_THREADS")]
+    threads: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -63,16 +66,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "--instance {instance}/{instances}: several processors need the Kafka backend (PIPELINE_LOG_URL=kafka://...); the embedded log has one writer"
         );
     }
-    // Each instance keeps the state of its own partitions.
-    let state_name = if instances > 1 {
-        format!("processor-{instance}-of-{instances}")
-    } else {
-        "processor".to_owned()
-    };
-    let state = State::open(&config.data_dir().join("state").join(state_name))?;
+    let threads = cli.threads.unwrap_or(pc.threads);
+    let state_root = config.data_dir().join("state");
     let started = std::time::Instant::now();
-    let mut processor = Processor::open(&log, state, cfg, metrics)?;
-    let report = processor.run()?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let report = processor::run_threads(&log, &state_root, &cfg, threads, &metrics, &stop)?;
     tracing::info!(
         records = report.records_in,
         commits = report.commits,

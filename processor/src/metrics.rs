@@ -17,7 +17,8 @@ pub struct Snapshot {
     pub commits: u64,
     pub commit_seconds_sum: f64,
     pub commit_seconds_last: f64,
-    pub state_bytes: u64,
+    /// RocksDB bytes per state (one per processing thread), reported as their sum.
+    pub state_bytes: BTreeMap<u32, u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -116,7 +117,10 @@ impl Metrics {
             "processor_state_bytes",
             "gauge",
             "RocksDB files and memtables.",
-            vec![(String::new(), s.state_bytes.to_string())],
+            vec![(
+                String::new(),
+                s.state_bytes.values().sum::<u64>().to_string(),
+            )],
         );
         out
     }

@@ -150,6 +150,15 @@ impl State {
     /// Opens (or creates) the state database; a clear error if the directory is
     /// unusable or another process has it open.
     pub fn open(path: &Path) -> Result<State> {
+        State::open_shared(path, 1)
+    }
+
+    /// As [`open`](Self::open), for one of `ways` states of one process (the
+    /// processing threads): each gets that share of the memtable and cache budget,
+    /// so the process as a whole stays within it.
+    pub fn open_shared(path: &Path, ways: usize) -> Result<State> {
+        let ways = ways.max(1);
+        let (memtables, cache_bytes) = (MEMTABLE_BUDGET / ways, BLOCK_CACHE_BYTES / ways);
         std::fs::create_dir_all(path)
             .map_err(|e| Error::State(format!("state directory {}: {e}", path.display())))?;
         let expire_before = Arc::new(AtomicI64::new(i64::MIN));
@@ -159,14 +168,14 @@ impl State {
         db_opts.set_max_background_jobs(2);
         // Memory is bounded by configuration, not by history: all memtables together
         // and one shared block cache.
-        db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        db_opts.set_db_write_buffer_size(memtables);
+        let cache = Cache::new_lru_cache(cache_bytes);
         let cfs = CFS.iter().map(|name| {
             let mut o = Options::default();
             o.set_write_buffer_size(if *name == CF_DEDUP {
                 8 << 20
             } else {
-                MEMTABLE_BUDGET / 8
+                memtables / 8
             });
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);

@@ -80,9 +80,12 @@ impl EmbeddedStore {
         })
     }
 
-    fn write(&self, b: WriteBatch) -> Result<()> {
+    /// Writes a batch; `sync` also fsyncs the write-ahead log, and with it every
+    /// batch written before (RocksDB recovers a prefix of its log, so a synced mark
+    /// is never found without the rows written before it).
+    fn write(&self, b: WriteBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(sync);
         self.db.write_opt(b, &wo).context("serving store write")
     }
 }
@@ -118,7 +121,8 @@ impl ServingStore for EmbeddedStore {
         if b.is_empty() {
             return Ok(());
         }
-        self.write(b)
+        // Durable with the publish's marks (`put_metas`), written last and synced.
+        self.write(b, false)
     }
 
     fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
@@ -126,7 +130,7 @@ impl ServingStore for EmbeddedStore {
         for row in rows {
             b.put(row_key(table, row), serde_json::to_vec(row)?);
         }
-        self.write(b)
+        self.write(b, false)
     }
 
     fn scan(
@@ -165,7 +169,15 @@ impl ServingStore for EmbeddedStore {
     fn put_meta(&self, name: &str, value: &str) -> Result<()> {
         let mut b = WriteBatch::default();
         b.put(partition_prefix(META, &[name]), value.as_bytes());
-        self.write(b)
+        self.write(b, true)
+    }
+
+    fn put_metas(&self, metas: &[(&str, String)]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        for (name, value) in metas {
+            b.put(partition_prefix(META, &[name]), value.as_bytes());
+        }
+        self.write(b, true)
     }
 
     fn meta(&self, name: &str) -> Result<Option<String>> {

@@ -225,6 +225,15 @@ pub trait ServingStore {
         to: Option<&str>,
     ) -> Result<Vec<JsonRow>>;
     fn put_meta(&self, name: &str, value: &str) -> Result<()>;
+    /// Writes several marks, in order, after every row written before them: the
+    /// last step of a publish. (The embedded store writes them in one synced batch,
+    /// which also makes the rows before them durable.)
+    fn put_metas(&self, metas: &[(&str, String)]) -> Result<()> {
+        for (name, value) in metas {
+            self.put_meta(name, value)?;
+        }
+        Ok(())
+    }
     fn meta(&self, name: &str) -> Result<Option<String>>;
     /// A reader catches up with what writers wrote since it opened (a no-op where
     /// every read already sees the latest writes, as in Cassandra).
@@ -285,6 +294,10 @@ impl ServingStore for AnyStore {
 
     fn put_meta(&self, name: &str, value: &str) -> Result<()> {
         self.inner().put_meta(name, value)
+    }
+
+    fn put_metas(&self, metas: &[(&str, String)]) -> Result<()> {
+        self.inner().put_metas(metas)
     }
 
     fn meta(&self, name: &str) -> Result<Option<String>> {

@@ -181,8 +181,29 @@ pub fn speed_rows(
     Ok((rows, positions, incremental))
 }
 
+/// The marts a publish reads from the lake's gold directory.
+struct Marts {
+    daily: Vec<JsonRow>,
+    tickets: Vec<JsonRow>,
+    revenue: Vec<JsonRow>,
+    genai: Vec<JsonRow>,
+}
+
+fn read_marts(gold: &Path) -> Result<Marts> {
+    Ok(Marts {
+        daily: json_rows(&gold.join(compactor::gold::DAILY))?,
+        tickets: json_rows(&gold.join(compactor::gold::TICKETS_SEVERITY))?,
+        revenue: json_rows(&gold.join(compactor::gold::REVENUE))?,
+        genai: json_rows(&gold.join(compactor::gold::GENAI))?,
+    })
+}
+
 /// Publishes every serving table from the lake at `lake` and the log.
-pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result<PublishReport> {
+pub fn publish(
+    store: &(impl ServingStore + Sync),
+    lake: &Path,
+    log: &impl Log,
+) -> Result<PublishReport> {
     let gold = lake.join("gold");
     if !gold.exists() {
         anyhow::bail!(
@@ -191,10 +212,35 @@ pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result
         );
     }
     let mut report = PublishReport::default();
-    let daily = json_rows(&gold.join(compactor::gold::DAILY))?;
-    let tickets = json_rows(&gold.join(compactor::gold::TICKETS_SEVERITY))?;
-    let revenue = json_rows(&gold.join(compactor::gold::REVENUE))?;
-    let genai = json_rows(&gold.join(compactor::gold::GENAI))?;
+    // The real-time view: only what the processor upserted since the last publish.
+    let since: Option<SpeedPositions> = store
+        .meta(META_SPEED_POSITIONS)?
+        .and_then(|s| serde_json::from_str(&s).ok());
+    // The real-time view and the marts are read, and written, side by side: one
+    // reads the log, the other Parquet files.
+    let (speed, marts) = std::thread::scope(|s| {
+        let speed = s.spawn(|| -> Result<_> {
+            let (speed, positions, incremental) = speed_rows(log, since.as_ref())?;
+            if incremental {
+                store.upsert(&SPEED_DAILY, &speed)?;
+            } else {
+                store.replace_table(&SPEED_DAILY, &speed)?;
+            }
+            Ok((speed, positions, incremental))
+        });
+        let marts = read_marts(&gold);
+        let speed = speed
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the real-time view panicked")));
+        (speed, marts)
+    });
+    let (speed, positions, incremental) = speed?;
+    let Marts {
+        daily,
+        tickets,
+        revenue,
+        genai,
+    } = marts?;
     let revenue_all: Vec<JsonRow> = revenue
         .iter()
         .map(|r| {
@@ -219,40 +265,34 @@ pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result
         store.replace_table(table, rows)?;
         report.rows.insert(table.name, rows.len());
     }
-    // The real-time view: only what the processor upserted since the last publish.
-    let since: Option<SpeedPositions> = store
-        .meta(META_SPEED_POSITIONS)?
-        .and_then(|s| serde_json::from_str(&s).ok());
-    let (speed, positions, incremental) = speed_rows(log, since.as_ref())?;
     // The orgs the real-time rows cover, accumulated like the rows themselves.
     let mut speed_orgs: BTreeMap<String, OrgRange> = BTreeMap::new();
     if incremental {
-        store.upsert(&SPEED_DAILY, &speed)?;
         let before: Vec<OrgRange> = store
             .meta(META_SPEED_ORGS)?
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
         extend_org_ranges(&mut speed_orgs, before);
-    } else {
-        store.replace_table(&SPEED_DAILY, &speed)?;
     }
     extend_org_ranges(&mut speed_orgs, speed.iter().map(daily_org_range));
     let speed_orgs: Vec<OrgRange> = speed_orgs.into_values().collect();
-    store.put_meta(META_SPEED_ORGS, &serde_json::to_string(&speed_orgs)?)?;
-    store.put_meta(META_SPEED_POSITIONS, &serde_json::to_string(&positions)?)?;
     report.rows.insert(SPEED_DAILY.name, speed.len());
     report.speed_incremental = incremental;
     let mut orgs: BTreeMap<String, OrgRange> = BTreeMap::new();
     extend_org_ranges(&mut orgs, daily.iter().map(daily_org_range));
-    extend_org_ranges(&mut orgs, speed_orgs);
+    extend_org_ranges(&mut orgs, speed_orgs.iter().cloned());
     let orgs: Vec<OrgRange> = orgs.into_values().collect();
-    store.put_meta(META_ORGS, &serde_json::to_string(&orgs)?)?;
+    let mut metas: Vec<(&str, String)> = vec![
+        (META_SPEED_ORGS, serde_json::to_string(&speed_orgs)?),
+        (META_SPEED_POSITIONS, serde_json::to_string(&positions)?),
+        (META_ORGS, serde_json::to_string(&orgs)?),
+    ];
     // The high-water marks go last: a query never looks past the rows it can see.
     if let Some(d) = max_text(&daily, "usage_date") {
-        store.put_meta(META_BATCH_HIGH_WATER, &d)?;
+        metas.push((META_BATCH_HIGH_WATER, d));
     }
     if let Some(d) = max_text(&tickets, "created_date") {
-        store.put_meta(META_TICKETS_LATEST, &d)?;
+        metas.push((META_TICKETS_LATEST, d));
     }
     let mut years: Vec<String> = revenue_all
         .iter()
@@ -260,11 +300,12 @@ pub fn publish(store: &impl ServingStore, lake: &Path, log: &impl Log) -> Result
         .collect();
     years.sort();
     years.dedup();
-    store.put_meta(META_REVENUE_YEARS, &years.join(","))?;
-    store.put_meta(
+    metas.push((META_REVENUE_YEARS, years.join(",")));
+    metas.push((
         META_PUBLISHED,
-        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-    )?;
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    ));
+    store.put_metas(&metas)?;
     Ok(report)
 }
 

@@ -147,12 +147,18 @@ pub fn processor_config(from: processor::FromOffset) -> processor::ProcessorConf
     }
 }
 
-/// `processor --until-idle`, in process.
+/// `processor --until-idle`, in process, with the default number of threads.
 pub fn process(log: &EmbeddedLog, data: &Path, from: processor::FromOffset) {
-    let state = processor::state::State::open(&data.join("state/processor")).unwrap();
-    let mut p =
-        processor::Processor::open(log, state, processor_config(from), Default::default()).unwrap();
-    p.run().unwrap();
+    let threads = eventlog::PipelineConfig::default().processor.threads;
+    processor::run_threads(
+        log,
+        &data.join("state"),
+        &processor_config(from),
+        threads,
+        &Default::default(),
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
 }
 
 /// Every record of every partition of a topic, in offset order.
@@ -247,8 +253,27 @@ pub fn pipeline_command(name: &str, data: &Path) -> std::process::Command {
 
 /// Runs `command`, and kills it with SIGKILL after `delay` if it is still running;
 /// whether it was killed (rather than finished first).
-pub fn kill_after(mut command: std::process::Command, delay: Duration) -> bool {
+pub fn kill_after(command: std::process::Command, delay: Duration) -> bool {
+    kill_after_progress(command, || true, delay)
+}
+
+/// Runs `command`, waits until `progressed()` (polled every 5 ms) says it made
+/// progress, then kills it with SIGKILL after `delay` if it is still running; whether
+/// it was killed. A kill timed from the start alone can land, on a slow or busy
+/// machine, before every run's first commit; timed from the first commit, each run
+/// leaves something behind and is still killed at a moment of its work that `delay`
+/// picks.
+pub fn kill_after_progress(
+    mut command: std::process::Command,
+    progressed: impl Fn() -> bool,
+    delay: Duration,
+) -> bool {
     let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !progressed() && child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no progress in 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::thread::sleep(delay);
     let running = child.try_wait().unwrap().is_none();
     if running {

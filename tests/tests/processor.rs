@@ -248,19 +248,13 @@ fn sigkill_at_random_moments_changes_nothing() {
     // before its kill (the default batch of an unoptimized build takes longer than
     // the longest delay).
     let small = small_batches_config(dir.path(), None, 100, 400);
-    let mut killed = 0;
-    for d in delays(kills, 7, 20, 250) {
-        let mut run = run_processor(&crashed);
-        run.arg("--config").arg(&small).arg("--until-idle");
-        killed += usize::from(kill_after(run, d));
-    }
-    // The kills landed mid-work: some of the sample is committed, not all of it.
-    let partial: u64 = {
-        let log = open_log(&crashed);
+    // The committed positions, read from the commit file the processor rewrites.
+    let watch = open_log(&crashed);
+    let committed_silver = || -> u64 {
         (0..4)
             .map(|p| {
                 eventlog::Log::committed(
-                    &log,
+                    &watch,
                     processor::COMMITTED_OUTPUTS,
                     processor::SILVER_TOPIC,
                     p,
@@ -270,6 +264,21 @@ fn sigkill_at_random_moments_changes_nothing() {
             })
             .sum()
     };
+    let mut killed = 0;
+    for (i, d) in delays(kills, 7, 1, 30).into_iter().enumerate() {
+        let mut run = run_processor(&crashed);
+        run.arg("--config").arg(&small).arg("--until-idle");
+        // Every fourth kill at any moment from the start (startup, recovery, the
+        // master data); the others a random moment after the run's first commit.
+        killed += usize::from(if i % 4 == 3 {
+            kill_after(run, d * 8)
+        } else {
+            let before = committed_silver();
+            kill_after_progress(run, || committed_silver() > before, d)
+        });
+    }
+    // The kills landed mid-work: some of the sample is committed, not all of it.
+    let partial = committed_silver();
     eprintln!("{partial} silver events committed across {killed} killed runs");
     assert!(
         partial > 0 && partial < 43_163,
@@ -278,10 +287,58 @@ fn sigkill_at_random_moments_changes_nothing() {
     let mut last = run_processor(&crashed);
     last.arg("--until-idle");
     run_ok(last);
-    // Every run was still working through the sample when it was killed (a run
-    // of under 250 ms of an unoptimized build gets through a few thousand events).
+    // Every run was still working through the sample when it was killed (30 ms
+    // past a commit, or 240 ms from the start, of an unoptimized build get through a
+    // few thousand events at most).
     assert_eq!(killed, kills, "some runs finished before their kill");
     let a = open_log(&clean);
     let b = open_log(&crashed);
     assert_same_processor_outputs(&processor_outputs(&a), &processor_outputs(&b));
+}
+
+#[test]
+fn threads_split_the_work_and_a_new_split_rebuilds_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    replay(&open_log(&data), &data, &landing());
+    let threads = |n: &str| {
+        let mut c = run_processor(&data);
+        c.args(["--until-idle", "--threads", n]);
+        run_ok(c);
+        processor_outputs(&open_log(&data))
+    };
+    let states = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(data.join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    // One thread: the outputs every split must give.
+    let one = threads("1");
+    assert_eq!(states(), ["processor"]);
+    // Four threads, one partition each: the old state goes, the same outputs are
+    // rebuilt from offset 0.
+    let four = threads("4");
+    assert_eq!(
+        states(),
+        [
+            "processor-0-of-4",
+            "processor-1-of-4",
+            "processor-2-of-4",
+            "processor-3-of-4"
+        ]
+    );
+    assert_same_processor_outputs(&one, &four);
+    // More threads than partitions: one per partition (the same split).
+    let many = threads("9");
+    assert_eq!(states().len(), 4);
+    assert_same_processor_outputs(&one, &many);
+    // Two, and back to one.
+    assert_same_processor_outputs(&one, &threads("2"));
+    assert_eq!(states(), ["processor-0-of-2", "processor-1-of-2"]);
+    assert_same_processor_outputs(&one, &threads("1"));
+    assert_eq!(states(), ["processor"]);
 }
