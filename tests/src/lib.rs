@@ -230,12 +230,19 @@ pub fn header(r: &StoredRecord, name: &str) -> String {
 
 /// The path of one of the workspace's binaries, built first so that running only
 /// this package's tests never uses a stale binary (a no-op when it is up to date).
+/// Built as `cargo test --workspace` builds it: a `cargo build -p <name>` would
+/// resolve the features of fewer packages (the `cc` build dependency's among them)
+/// and so compile RocksDB's C++ once more per binary.
 pub fn bin(name: &str) -> PathBuf {
-    let ok = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", name, "--bin", name])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "cargo build -p {name}");
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let ok = std::process::Command::new(env!("CARGO"))
+            .args(["test", "--workspace", "--no-run", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(ok.success(), "cargo test --workspace --no-run");
+    });
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join(name)
 }
