@@ -118,22 +118,31 @@ fn processor_sigkill_on_kafka_changes_nothing() {
     // Small batches, so that each run commits several before its kill: a run on the
     // test broker takes about 1.5 s to its first commit (connections, metadata,
     // coordinator), then commits about every 250 ms (each commit asks for the end
-    // offset of every output partition).
+    // offset of every output partition). Most kills land a random moment after the
+    // run's first commit, every fourth one a random moment from its start.
     let small = small_batches_config(dir.path(), Some(&url), 100, 200);
+    let log = open_pipeline_log(&crashed);
+    let committed = || -> u64 {
+        (0..4)
+            .map(|p| {
+                log.committed(processor::COMMITTED_OUTPUTS, processor::SILVER_TOPIC, p)
+                    .unwrap()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
     let mut killed = 0;
-    for d in delays(kills, 11, 1600, 3200) {
+    for (i, d) in delays(kills, 11, 1, 400).into_iter().enumerate() {
         let mut run = processor(&crashed);
         run.arg("--config").arg(&small).arg("--until-idle");
-        killed += usize::from(kill_after(run, d));
+        killed += usize::from(if i % 4 == 3 {
+            kill_after(run, d * 8)
+        } else {
+            let before = committed();
+            kill_after_progress(run, || committed() > before, d)
+        });
     }
-    let log = open_pipeline_log(&crashed);
-    let committed: u64 = (0..4)
-        .map(|p| {
-            log.committed(processor::COMMITTED_OUTPUTS, processor::SILVER_TOPIC, p)
-                .unwrap()
-                .unwrap_or(0)
-        })
-        .sum();
+    let committed = committed();
     let voided = voids(&url);
     eprintln!(
         "{killed} of {kills} runs killed mid-work; silver committed up to {committed} records in all; {voided} void ranges recorded"
