@@ -276,14 +276,15 @@ pub fn publish(
     }
     extend_org_ranges(&mut speed_orgs, speed.iter().map(daily_org_range));
     let speed_orgs: Vec<OrgRange> = speed_orgs.into_values().collect();
+    let speed_orgs_json = serde_json::to_string(&speed_orgs)?;
     report.rows.insert(SPEED_DAILY.name, speed.len());
     report.speed_incremental = incremental;
     let mut orgs: BTreeMap<String, OrgRange> = BTreeMap::new();
     extend_org_ranges(&mut orgs, daily.iter().map(daily_org_range));
-    extend_org_ranges(&mut orgs, speed_orgs.iter().cloned());
+    extend_org_ranges(&mut orgs, speed_orgs);
     let orgs: Vec<OrgRange> = orgs.into_values().collect();
     let mut metas: Vec<(&str, String)> = vec![
-        (META_SPEED_ORGS, serde_json::to_string(&speed_orgs)?),
+        (META_SPEED_ORGS, speed_orgs_json),
         (META_SPEED_POSITIONS, serde_json::to_string(&positions)?),
         (META_ORGS, serde_json::to_string(&orgs)?),
     ];

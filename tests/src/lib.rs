@@ -290,6 +290,45 @@ pub fn kill_after_progress(
     running
 }
 
+/// The `silver.usage_events` records the processor has committed, all partitions.
+pub fn committed_silver(log: &impl Log) -> u64 {
+    let parts = log
+        .partitions(processor::SILVER_TOPIC)
+        .unwrap()
+        .unwrap_or(0);
+    (0..parts)
+        .map(|p| {
+            log.committed(processor::COMMITTED_OUTPUTS, processor::SILVER_TOPIC, p)
+                .unwrap()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Starts `kills` processor runs made by `run` and kills each with SIGKILL: every
+/// fourth a random moment from its start (startup, recovery, the master data), the
+/// others a random moment after the run's first commit (once the committed silver
+/// in `log` grows); the moments are `delays(kills, seed, lo_ms, hi_ms)`, ×8 for the
+/// kills from the start. How many runs were killed rather than finished first.
+pub fn kill_processor_runs(
+    kills: usize,
+    seed: u64,
+    (lo_ms, hi_ms): (u64, u64),
+    log: &impl Log,
+    run: impl Fn() -> std::process::Command,
+) -> usize {
+    let mut killed = 0;
+    for (i, d) in delays(kills, seed, lo_ms, hi_ms).into_iter().enumerate() {
+        killed += usize::from(if i % 4 == 3 {
+            kill_after(run(), d * 8)
+        } else {
+            let before = committed_silver(log);
+            kill_after_progress(run(), || committed_silver(log) > before, d)
+        });
+    }
+    killed
+}
+
 /// A config file of small processor batches, so that a run commits several before
 /// a kill; on the log at `log_url` if given. Its path.
 pub fn small_batches_config(

@@ -122,27 +122,12 @@ fn processor_sigkill_on_kafka_changes_nothing() {
     // run's first commit, every fourth one a random moment from its start.
     let small = small_batches_config(dir.path(), Some(&url), 100, 200);
     let log = open_pipeline_log(&crashed);
-    let committed = || -> u64 {
-        (0..4)
-            .map(|p| {
-                log.committed(processor::COMMITTED_OUTPUTS, processor::SILVER_TOPIC, p)
-                    .unwrap()
-                    .unwrap_or(0)
-            })
-            .sum()
-    };
-    let mut killed = 0;
-    for (i, d) in delays(kills, 11, 1, 400).into_iter().enumerate() {
+    let killed = kill_processor_runs(kills, 11, (1, 400), &log, || {
         let mut run = processor(&crashed);
         run.arg("--config").arg(&small).arg("--until-idle");
-        killed += usize::from(if i % 4 == 3 {
-            kill_after(run, d * 8)
-        } else {
-            let before = committed();
-            kill_after_progress(run, || committed() > before, d)
-        });
-    }
-    let committed = committed();
+        run
+    });
+    let committed = committed_silver(&log);
     let voided = voids(&url);
     eprintln!(
         "{killed} of {kills} runs killed mid-work; silver committed up to {committed} records in all; {voided} void ranges recorded"

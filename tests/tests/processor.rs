@@ -250,35 +250,13 @@ fn sigkill_at_random_moments_changes_nothing() {
     let small = small_batches_config(dir.path(), None, 100, 400);
     // The committed positions, read from the commit file the processor rewrites.
     let watch = open_log(&crashed);
-    let committed_silver = || -> u64 {
-        (0..4)
-            .map(|p| {
-                eventlog::Log::committed(
-                    &watch,
-                    processor::COMMITTED_OUTPUTS,
-                    processor::SILVER_TOPIC,
-                    p,
-                )
-                .unwrap()
-                .unwrap_or(0)
-            })
-            .sum()
-    };
-    let mut killed = 0;
-    for (i, d) in delays(kills, 7, 1, 30).into_iter().enumerate() {
+    let killed = kill_processor_runs(kills, 7, (1, 30), &watch, || {
         let mut run = run_processor(&crashed);
         run.arg("--config").arg(&small).arg("--until-idle");
-        // Every fourth kill at any moment from the start (startup, recovery, the
-        // master data); the others a random moment after the run's first commit.
-        killed += usize::from(if i % 4 == 3 {
-            kill_after(run, d * 8)
-        } else {
-            let before = committed_silver();
-            kill_after_progress(run, || committed_silver() > before, d)
-        });
-    }
+        run
+    });
     // The kills landed mid-work: some of the sample is committed, not all of it.
-    let partial = committed_silver();
+    let partial = committed_silver(&watch);
     eprintln!("{partial} silver events committed across {killed} killed runs");
     assert!(
         partial > 0 && partial < 43_163,

@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use e2e::*;
-use eventlog::Log;
 use processor::FromOffset;
 
 fn event(id: &str, ts: &str) -> String {
@@ -135,21 +134,12 @@ fn a_follower_sees_records_appended_after_it_started() {
             let mut p = processor::Processor::open(&log, state, cfg, Default::default()).unwrap();
             p.run_until(&stop).unwrap()
         });
-        let committed = |log: &eventlog::EmbeddedLog| -> u64 {
-            (0..4)
-                .map(|p| {
-                    log.committed(processor::COMMITTED_OUTPUTS, processor::SILVER_TOPIC, p)
-                        .unwrap()
-                        .unwrap_or(0)
-                })
-                .sum()
-        };
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while committed(&log) < 43_163 && std::time::Instant::now() < deadline {
+        while committed_silver(&log) < 43_163 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(
-            committed(&log),
+            committed_silver(&log),
             43_163,
             "the follower caught up with the sample"
         );
@@ -165,12 +155,12 @@ fn a_follower_sees_records_appended_after_it_started() {
                 .replacen("\"event_id\": \"", "\"event_id\": \"new_", 1);
         std::fs::write(extra.join("late.jsonl"), line).unwrap();
         replay(&log, &dir.path().join("extra-state"), &extra);
-        while committed(&log) < 43_164 && std::time::Instant::now() < deadline {
+        while committed_silver(&log) < 43_164 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let report = follower.join().unwrap();
         assert!(report.commits >= 2);
-        assert_eq!(committed(&log), 43_164);
+        assert_eq!(committed_silver(&log), 43_164);
     });
 }
