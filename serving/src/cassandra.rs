@@ -9,10 +9,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::{Cql, JsonRow, TableDef, key_text};
+use crate::{Cell, JsonRow, Row, TableDef};
 
 /// The CQL of `serving/cql/schema.cql`, shipped in the binary.
 pub const SCHEMA_CQL: &str = include_str!("../cql/schema.cql");
@@ -213,71 +212,22 @@ pub fn select_cql(keyspace: &str, t: &TableDef, from: bool, to: bool) -> String 
     q
 }
 
-/// One bound value, typed as its column.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Bound {
-    Null,
-    Text(String),
-    Date(NaiveDate),
-    Double(f64),
-    Bigint(i64),
-    Int(i32),
-    Boolean(bool),
-}
-
-/// A row's values in the table's column order. A key column must be present; a
-/// missing other column is null.
-pub fn bind_values(t: &TableDef, row: &JsonRow) -> Result<Vec<Bound>> {
-    let is_key = |c: &str| t.partition.contains(&c) || t.clustering.contains(&c);
-    t.columns()
-        .map(|(c, ty)| {
-            let v = row.get(*c).unwrap_or(&Value::Null);
-            if v.is_null() && is_key(c) {
-                bail!("{}: key column {c} is null", t.name);
-            }
-            bound_value(*ty, v).with_context(|| format!("{}.{c}", t.name))
-        })
-        .collect()
-}
-
-/// One JSON value as its column's CQL type.
-pub fn bound_value(ty: Cql, v: &Value) -> Result<Bound> {
-    let bad = || anyhow::anyhow!("{v} is not a {}", ty.name());
-    Ok(match (ty, v) {
-        (_, Value::Null) => Bound::Null,
-        (Cql::Text, Value::String(s)) => Bound::Text(s.clone()),
-        (Cql::Date, Value::String(s)) => {
-            Bound::Date(NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?)
-        }
-        (Cql::Double, Value::Number(n)) => Bound::Double(n.as_f64().ok_or_else(bad)?),
-        (Cql::Bigint, Value::Number(n)) => Bound::Bigint(n.as_i64().ok_or_else(bad)?),
-        (Cql::Int, Value::Number(n)) => Bound::Int(
-            n.as_i64()
-                .and_then(|i| i32::try_from(i).ok())
-                .ok_or_else(bad)?,
-        ),
-        (Cql::Boolean, Value::Bool(b)) => Bound::Boolean(*b),
-        _ => return Err(bad()),
-    })
-}
-
 /// Rows grouped by partition key, each group cut into batches of at most `max` rows:
 /// a batch then touches one partition (one replica set, applied atomically there).
-pub fn partition_batches<'r>(
-    t: &TableDef,
-    rows: &'r [JsonRow],
-    max: usize,
-) -> Vec<Vec<&'r JsonRow>> {
-    let mut by_partition: BTreeMap<Vec<String>, Vec<&JsonRow>> = BTreeMap::new();
+pub fn partition_batches<'r>(t: &TableDef, rows: &'r [Row], max: usize) -> Vec<Vec<&'r Row>> {
+    let mut by_partition: BTreeMap<Vec<String>, Vec<&Row>> = BTreeMap::new();
     for r in rows {
-        let key = t.partition.iter().map(|c| key_text(r.get(*c))).collect();
+        let key = r[..t.partition.len().min(r.len())]
+            .iter()
+            .map(Cell::key_text)
+            .collect();
         by_partition.entry(key).or_default().push(r);
     }
     by_partition
         .into_values()
         .flat_map(|rows| {
             rows.chunks(max.max(1))
-                .map(<[&JsonRow]>::to_vec)
+                .map(<[&Row]>::to_vec)
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -333,21 +283,35 @@ impl Backoff {
 
 // ---- the session ----------------------------------------------------------------
 
-/// A bound value as the driver sends it (`None` is null).
-fn cql_value(b: Bound) -> Option<scylla::value::CqlValue> {
+/// A cell as the driver sends it (`None` is null).
+fn cql_value(c: &Cell) -> Option<scylla::value::CqlValue> {
     use scylla::value::{CqlDate, CqlValue};
-    Some(match b {
-        Bound::Null => return None,
-        Bound::Text(s) => CqlValue::Text(s),
-        Bound::Date(d) => {
-            let days = schemas::time::date_to_days(d);
-            CqlValue::Date(CqlDate((i64::from(days) + (1i64 << 31)) as u32))
-        }
-        Bound::Double(v) => CqlValue::Double(v),
-        Bound::Bigint(v) => CqlValue::BigInt(v),
-        Bound::Int(v) => CqlValue::Int(v),
-        Bound::Boolean(v) => CqlValue::Boolean(v),
+    Some(match c {
+        Cell::Null => return None,
+        Cell::Text(s) => CqlValue::Text(s.clone()),
+        Cell::Date(days) => CqlValue::Date(CqlDate((i64::from(*days) + (1i64 << 31)) as u32)),
+        Cell::Double(v) => CqlValue::Double(*v),
+        Cell::Bigint(v) => CqlValue::BigInt(*v),
+        Cell::Int(v) => CqlValue::Int(*v),
+        Cell::Boolean(v) => CqlValue::Boolean(*v),
     })
+}
+
+/// A row's values as the driver binds them, after checking the row fits the table
+/// and has every key.
+fn bind_row(t: &TableDef, row: &[Cell]) -> Result<Vec<Option<scylla::value::CqlValue>>> {
+    let columns = t.keys.len() + t.values.len();
+    if row.len() != columns {
+        bail!(
+            "{}: a row of {} cells for {columns} columns",
+            t.name,
+            row.len()
+        );
+    }
+    if let Some(i) = row[..t.keys.len()].iter().position(|c| *c == Cell::Null) {
+        bail!("{}: key column {} is null", t.name, t.keys[i].0);
+    }
+    Ok(row.iter().map(cql_value).collect())
 }
 
 /// A value read back, as the JSON the queries work with (dates as `YYYY-MM-DD`).
@@ -546,7 +510,7 @@ impl crate::ServingStore for CassandraStore {
     /// Upserts every row, one batch per partition chunk, `concurrency` batches in
     /// flight. Rows are never deleted: every served mart only gains keys as the
     /// history grows, so an upsert of the new marts is their replacement.
-    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+    fn replace_table(&self, table: &TableDef, rows: &[Row]) -> Result<()> {
         use futures::stream::{self, TryStreamExt};
         let ks = &self.settings.url.keyspace;
         let session = &self.session;
@@ -563,9 +527,7 @@ impl crate::ServingStore for CassandraStore {
                     async move {
                         let values: Vec<Vec<Option<scylla::value::CqlValue>>> = batch
                             .iter()
-                            .map(|r| {
-                                Ok(bind_values(table, r)?.into_iter().map(cql_value).collect())
-                            })
+                            .map(|r| bind_row(table, r))
                             .collect::<Result<_>>()?;
                         let mut b = scylla::statement::batch::Batch::new(
                             scylla::statement::batch::BatchType::Unlogged,
@@ -587,7 +549,7 @@ impl crate::ServingStore for CassandraStore {
         })
     }
 
-    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+    fn upsert(&self, table: &TableDef, rows: &[Row]) -> Result<()> {
         self.replace_table(table, rows)
     }
 
@@ -600,29 +562,7 @@ impl crate::ServingStore for CassandraStore {
     ) -> Result<Vec<JsonRow>> {
         let ks = &self.settings.url.keyspace;
         let cql = select_cql(ks, table, from.is_some(), to.is_some());
-        // The partition key and the range, typed as their columns.
-        let mut key_row = JsonRow::new();
-        for (c, v) in table.partition.iter().zip(partition) {
-            let ty = table.keys.iter().find(|(k, _)| k == c).map(|(_, t)| *t);
-            key_row.insert((*c).to_owned(), typed_json(ty, v));
-        }
-        let mut values: Vec<Option<scylla::value::CqlValue>> = Vec::new();
-        for (c, ty) in table
-            .keys
-            .iter()
-            .filter(|(k, _)| table.partition.contains(k))
-        {
-            let v = key_row.get(*c).cloned().unwrap_or(Value::Null);
-            values.push(cql_value(bound_value(*ty, &v)?));
-        }
-        let first = table
-            .keys
-            .iter()
-            .find(|(k, _)| Some(k) == table.clustering.first());
-        for bound in [from, to].into_iter().flatten() {
-            let (_, ty) = first.context("a range on a table without clustering columns")?;
-            values.push(cql_value(bound_value(*ty, &typed_json(Some(*ty), bound))?));
-        }
+        let values = scan_values(table, partition, from, to)?;
         self.rt
             .block_on(async {
                 let prepared = self.session.prepare(cql.clone()).await?;
@@ -668,12 +608,33 @@ impl crate::ServingStore for CassandraStore {
     }
 }
 
-/// A key given as text, as the JSON its column type reads.
-fn typed_json(ty: Option<Cql>, v: &str) -> Value {
-    match ty {
-        Some(Cql::Int | Cql::Bigint) => v.parse::<i64>().map_or(Value::from(v), Value::from),
-        _ => Value::from(v),
+/// The values a scan binds: the partition key, then the range's ends, each given as
+/// text and typed as its column.
+fn scan_values(
+    table: &TableDef,
+    partition: &[&str],
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<Option<scylla::value::CqlValue>>> {
+    let mut values = Vec::new();
+    if partition.len() != table.partition.len() {
+        bail!("{}: {} partition key values", table.name, partition.len());
     }
+    for ((c, ty), v) in table.keys.iter().zip(partition) {
+        values.push(cql_value(
+            &Cell::from_text(*ty, v).with_context(|| format!("{}.{c}", table.name))?,
+        ));
+    }
+    let (c, ty) = table
+        .keys
+        .get(table.partition.len())
+        .context("a range on a table without clustering columns")?;
+    for bound in [from, to].into_iter().flatten() {
+        values.push(cql_value(
+            &Cell::from_text(*ty, bound).with_context(|| format!("{}.{c}", table.name))?,
+        ));
+    }
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -685,6 +646,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::{DAILY, REVENUE_ALL, TABLES, TICKETS};
+    use chrono::NaiveDate;
     use serde_json::json;
 
     #[test]
@@ -790,39 +752,38 @@ mod tests {
     }
 
     #[test]
-    fn values_are_typed_by_column() {
-        let row: JsonRow = serde_json::from_value(json!({
-            "severity": "critical", "created_date": "2025-07-02", "tickets": 5,
-            "open_tickets": 2, "sla_breached": 1, "sla_breach_rate": 0.2,
-            "csat_avg": null, "csat_responses": 0
-        }))
-        .unwrap();
-        let v = bind_values(&TICKETS, &row).unwrap();
-        assert_eq!(v[0], Bound::Text("critical".into()));
-        assert_eq!(
-            v[1],
-            Bound::Date(NaiveDate::from_ymd_opt(2025, 7, 2).unwrap())
-        );
-        assert_eq!(v[2], Bound::Bigint(5));
-        assert_eq!(v[5], Bound::Double(0.2));
-        assert_eq!(v[6], Bound::Null);
-        let mut bad = row.clone();
-        bad.insert("tickets".into(), json!("five"));
-        assert!(bind_values(&TICKETS, &bad).is_err());
-        let mut no_key = row;
-        no_key.remove("severity");
-        assert!(bind_values(&TICKETS, &no_key).is_err());
+    fn rows_bind_typed_by_column() {
+        use scylla::value::CqlValue;
+        let row = crate::row::row_from_json(&TICKETS, &crate::row::ticket_json()).unwrap();
+        let v = bind_row(&TICKETS, &row).unwrap();
+        assert_eq!(v[0], Some(CqlValue::Text("critical".into())));
+        assert_eq!(json_value(v[1].clone()), json!("2025-07-02"));
+        assert_eq!(v[2], Some(CqlValue::BigInt(5)));
+        assert_eq!(v[5], Some(CqlValue::Double(0.2)));
+        assert_eq!(v[6], None);
+        // A null key, or a row of another table's shape, is refused.
+        let mut no_key = row.clone();
+        no_key[0] = Cell::Null;
+        assert!(bind_row(&TICKETS, &no_key).is_err());
+        assert!(bind_row(&TICKETS, &row[..3]).is_err());
+        // A scan binds the partition and the range typed as their columns.
+        let v = scan_values(&REVENUE_ALL, &["2025"], Some("2025-07-01"), None).unwrap();
+        assert_eq!(v[0], Some(CqlValue::Int(2025)));
+        assert_eq!(json_value(v[1].clone()), json!("2025-07-01"));
+        assert!(scan_values(&REVENUE_ALL, &["x"], None, None).is_err());
+        assert!(scan_values(&REVENUE_ALL, &[], None, None).is_err());
     }
 
     #[test]
     fn batches_hold_one_partition() {
-        let rows: Vec<JsonRow> = (0..7)
+        let rows: Vec<Row> = (0..7)
             .map(|i| {
-                serde_json::from_value(json!({
+                let row = serde_json::from_value(json!({
                     "org_id": if i % 2 == 0 { "a" } else { "b" },
                     "usage_date": format!("2025-07-0{}", i + 1), "service": "compute"
                 }))
-                .unwrap()
+                .unwrap();
+                crate::row::row_from_json(&DAILY, &row).unwrap()
             })
             .collect();
         let batches = partition_batches(&DAILY, &rows, 3);
@@ -830,22 +791,18 @@ mod tests {
         let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
         assert_eq!(sizes, [3, 1, 3]);
         for b in &batches {
-            let org = &b[0]["org_id"];
-            assert!(b.iter().all(|r| &r["org_id"] == org));
+            let org = &b[0][0];
+            assert!(b.iter().all(|r| &r[0] == org));
         }
     }
 
     #[test]
     fn dates_cross_the_driver_unchanged() {
         let d = NaiveDate::from_ymd_opt(2025, 7, 2).unwrap();
-        let v = cql_value(Bound::Date(d));
+        let v = cql_value(&Cell::Date(schemas::time::date_to_days(d)));
         assert_eq!(json_value(v), json!("2025-07-02"));
-        assert_eq!(json_value(cql_value(Bound::Null)), Value::Null);
-        assert_eq!(json_value(cql_value(Bound::Bigint(7))), json!(7));
-        assert_eq!(
-            bound_value(Cql::Int, &typed_json(Some(Cql::Int), "2025")).unwrap(),
-            Bound::Int(2025)
-        );
+        assert_eq!(json_value(cql_value(&Cell::Null)), Value::Null);
+        assert_eq!(json_value(cql_value(&Cell::Bigint(7))), json!(7));
         assert!((0.0..1.0).contains(&jitter()));
     }
 

@@ -1,13 +1,14 @@
 //! The embedded serving store: one RocksDB database. A row lives under
 //! `table \0 partition \0 clustering...` (key columns joined with `\x1f`), its value the
-//! row as JSON, so a query's partition read with a clustering range is one prefix scan.
+//! row as a JSON object (see [`crate::row::write_json_row`]), so a query's partition read with a clustering range is one prefix scan.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use crate::{JsonRow, ServingStore, TableDef, key_text};
+use crate::row::write_json_row;
+use crate::{Cell, JsonRow, Row, ServingStore, TableDef};
 
 const META: &str = "_meta";
 
@@ -27,21 +28,48 @@ fn partition_prefix(table: &str, partition: &[&str]) -> Vec<u8> {
     k
 }
 
-fn row_key(table: &TableDef, row: &JsonRow) -> Vec<u8> {
-    let part: Vec<String> = table
-        .partition
-        .iter()
-        .map(|c| key_text(row.get(*c)))
-        .collect();
-    let part: Vec<&str> = part.iter().map(String::as_str).collect();
-    let mut k = partition_prefix(table.name, &part);
-    let clustering: Vec<String> = table
-        .clustering
-        .iter()
-        .map(|c| key_text(row.get(*c)))
-        .collect();
-    k.extend_from_slice(clustering.join("\x1f").as_bytes());
-    k
+/// A row's key, into `out`: `table \0 partition \0 clustering` (the key cells as
+/// text, the columns of each part joined with `\x1f`), what [`partition_prefix`]
+/// builds from a query's partition.
+fn row_key(table: &TableDef, row: &[Cell], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(table.name.as_bytes());
+    out.push(0);
+    let parts = table.partition.len();
+    for (i, c) in row[..table.keys.len()].iter().enumerate() {
+        if i == parts {
+            out.push(0);
+        } else if i > 0 {
+            out.push(0x1f);
+        }
+        c.push_key_text(out);
+    }
+    if parts == table.keys.len() {
+        out.push(0);
+    }
+}
+
+/// A row's key and value, built in reused buffers.
+#[derive(Default)]
+struct Encoder {
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Encoder {
+    fn encode(&mut self, table: &TableDef, row: &[Cell]) -> Result<()> {
+        anyhow::ensure!(
+            row.len() == table.keys.len() + table.values.len(),
+            "{}: a row of {} cells for {} columns",
+            table.name,
+            row.len(),
+            table.keys.len() + table.values.len()
+        );
+        row_key(table, row, &mut self.key);
+        self.value.clear();
+        write_json_row(table, row, &mut self.value);
+        Ok(())
+    }
 }
 
 impl EmbeddedStore {
@@ -93,7 +121,7 @@ impl EmbeddedStore {
 impl ServingStore for EmbeddedStore {
     /// Writes only the rows that changed and deletes those that are gone, in one
     /// batch: publishing unchanged marts writes nothing.
-    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+    fn replace_table(&self, table: &TableDef, rows: &[Row]) -> Result<()> {
         let mut prefix = table.name.as_bytes().to_vec();
         prefix.push(0);
         let mut old: std::collections::HashMap<Box<[u8]>, Box<[u8]>> = Default::default();
@@ -108,11 +136,12 @@ impl ServingStore for EmbeddedStore {
             old.insert(k, v);
         }
         let mut b = WriteBatch::default();
+        let mut e = Encoder::default();
         for row in rows {
-            let (k, v) = (row_key(table, row), serde_json::to_vec(row)?);
-            match old.remove(k.as_slice()) {
-                Some(was) if *was == *v => {}
-                _ => b.put(&k, &v),
+            e.encode(table, row)?;
+            match old.remove(e.key.as_slice()) {
+                Some(was) if *was == *e.value => {}
+                _ => b.put(&e.key, &e.value),
             }
         }
         for gone in old.keys() {
@@ -125,10 +154,12 @@ impl ServingStore for EmbeddedStore {
         self.write(b, false)
     }
 
-    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+    fn upsert(&self, table: &TableDef, rows: &[Row]) -> Result<()> {
         let mut b = WriteBatch::default();
+        let mut e = Encoder::default();
         for row in rows {
-            b.put(row_key(table, row), serde_json::to_vec(row)?);
+            e.encode(table, row)?;
+            b.put(&e.key, &e.value);
         }
         self.write(b, false)
     }
@@ -208,9 +239,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(org: &str, date: &str, service: &str, cost: f64) -> JsonRow {
+    fn row(org: &str, date: &str, service: &str, cost: f64) -> Row {
         let v = json!({"org_id": org, "usage_date": date, "service": service, "cost_usd": cost});
-        serde_json::from_value(v).unwrap()
+        crate::row::row_from_json(&crate::DAILY, &serde_json::from_value(v).unwrap()).unwrap()
+    }
+
+    fn json(rows: &[Row]) -> Vec<JsonRow> {
+        let to_json = |r: &Row| crate::row::row_to_json(&crate::DAILY, r);
+        rows.iter().map(to_json).collect()
     }
 
     #[test]
@@ -233,7 +269,20 @@ mod tests {
                 Some("2025-07-02"),
             )
             .unwrap();
-        assert_eq!(got, rows[1..3].to_vec());
+        assert_eq!(got, json(&rows[1..3]));
+        // The key of a row is the prefix its partition and clustering range seek.
+        let mut k = Vec::new();
+        row_key(&crate::DAILY, &rows[1], &mut k);
+        assert_eq!(k, b"daily_usage_by_org\x00a\x002025-07-02\x1fcompute");
+        assert!(k.starts_with(&partition_prefix(crate::DAILY.name, &["a"])));
+        row_key(
+            &crate::TICKETS,
+            &[Cell::Text("high".into()), Cell::Date(0)],
+            &mut k,
+        );
+        assert_eq!(k, b"tickets_by_severity_date\x00high\x001970-01-01");
+        // A row that does not fit the table is refused.
+        assert!(s.replace_table(&crate::DAILY, &[vec![Cell::Null]]).is_err());
         // A partition is not a prefix of another's ("a" vs "ab").
         assert_eq!(s.scan(&crate::DAILY, &["a"], None, None).unwrap().len(), 4);
         // The same rows again write nothing; replacing drops rows that are gone.

@@ -12,10 +12,12 @@ pub mod embedded;
 pub mod http;
 pub mod publish;
 pub mod query;
+pub mod row;
 pub mod svg;
 
 use anyhow::Result;
 pub use compactor::table::JsonRow;
+pub use row::{Cell, Row};
 
 /// A serving table: its name, key columns, and every column with its CQL type, in
 /// the order of `serving/cql/schema.cql` (a test holds the two together).
@@ -196,13 +198,14 @@ pub fn extend_org_ranges(
     }
 }
 
-/// A daily row's org and day as a one-day range.
-pub fn daily_org_range(row: &JsonRow) -> OrgRange {
-    let text = |c: &str| key_text(row.get(c));
-    let day = text("usage_date");
+/// A row of a daily table ([`DAILY`], [`SPEED_DAILY`]): its org and day as a
+/// one-day range.
+pub fn daily_org_range(row: &[Cell]) -> OrgRange {
+    let text = |c: &str| DAILY.index(c).and_then(|i| row.get(i)).map(Cell::key_text);
+    let day = text("usage_date").unwrap_or_default();
     OrgRange {
-        org_id: text("org_id"),
-        org_name: text("org_name"),
+        org_id: text("org_id").unwrap_or_default(),
+        org_name: text("org_name").unwrap_or_default(),
         first_date: day.clone(),
         last_date: day,
     }
@@ -210,11 +213,12 @@ pub fn daily_org_range(row: &JsonRow) -> OrgRange {
 
 /// Where serving rows live.
 pub trait ServingStore {
-    /// Replaces a table's rows with `rows`, atomically: a reader sees the old rows
-    /// or the new ones. Publishing the same rows again changes nothing.
-    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()>;
+    /// Replaces a table's rows with `rows` (each in the table's column order),
+    /// atomically: a reader sees the old rows or the new ones. Publishing the same
+    /// rows again changes nothing.
+    fn replace_table(&self, table: &TableDef, rows: &[Row]) -> Result<()>;
     /// Inserts or overwrites `rows`, leaving the table's other rows alone.
-    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()>;
+    fn upsert(&self, table: &TableDef, rows: &[Row]) -> Result<()>;
     /// The rows of one partition whose first clustering column is within
     /// `[from, to]` (either end open), in clustering order.
     fn scan(
@@ -274,11 +278,11 @@ impl AnyStore {
 }
 
 impl ServingStore for AnyStore {
-    fn replace_table(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+    fn replace_table(&self, table: &TableDef, rows: &[Row]) -> Result<()> {
         self.inner().replace_table(table, rows)
     }
 
-    fn upsert(&self, table: &TableDef, rows: &[JsonRow]) -> Result<()> {
+    fn upsert(&self, table: &TableDef, rows: &[Row]) -> Result<()> {
         self.inner().upsert(table, rows)
     }
 

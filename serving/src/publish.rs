@@ -3,20 +3,18 @@
 //! positions) into the serving tables.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use compactor::cursor::Cursor;
-use compactor::table::json_rows;
 use eventlog::{Bytes, Log, PartitionReader, StoredRecord};
 use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
-use serde_json::Value;
 
+use crate::row::{Cell, Row, rows_from_parquet};
 use crate::{
-    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_YEARS,
+    DAILY, GENAI, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_YEARS,
     META_SPEED_ORGS, META_SPEED_POSITIONS, META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG,
-    SPEED_DAILY, ServingStore, TICKETS, daily_org_range, extend_org_ranges,
+    SPEED_DAILY, ServingStore, TICKETS, TableDef, daily_org_range, extend_org_ranges,
 };
 
 /// Rows published per table.
@@ -27,11 +25,16 @@ pub struct PublishReport {
     pub speed_incremental: bool,
 }
 
-fn max_text(rows: &[JsonRow], col: &str) -> Option<String> {
+/// The latest date of a date column, as text.
+fn max_date(t: &TableDef, rows: &[Row], col: &str) -> Option<String> {
+    let i = t.index(col)?;
     rows.iter()
-        .filter_map(|r| r.get(col).and_then(Value::as_str))
+        .filter_map(|r| match r.get(i) {
+            Some(Cell::Date(d)) => Some(*d),
+            _ => None,
+        })
         .max()
-        .map(str::to_owned)
+        .map(crate::row::date_text)
 }
 
 /// A `speed.daily_usage` record, undecoded: most are overwritten by a later one of
@@ -39,14 +42,6 @@ fn max_text(rows: &[JsonRow], col: &str) -> Option<String> {
 /// decoded in full.
 fn undecoded(r: StoredRecord) -> Result<(u64, Bytes)> {
     Ok((r.offset, r.record.value))
-}
-
-/// The last record of one key of `speed.daily_usage`.
-struct Latest {
-    org_id: String,
-    usage_date: i32,
-    service: String,
-    value: Bytes,
 }
 
 /// The key fields of a `speed.daily_usage` record, borrowed where the JSON allows.
@@ -59,28 +54,115 @@ struct DailyKey<'a> {
     service: std::borrow::Cow<'a, str>,
 }
 
-impl<'a> DailyKey<'a> {
-    /// The key read by position from a record as the processor writes it
-    /// (`{"org_id":"…","usage_date":N,"service":"…",`, the `DailyMessage` field
-    /// order); `None` for anything else (escapes included), which serde then reads.
-    fn fast(json: &'a [u8]) -> Option<DailyKey<'a>> {
-        fn text<'b>(rest: &'b [u8], prefix: &[u8]) -> Option<(&'b str, &'b [u8])> {
-            let rest = rest.strip_prefix(prefix)?;
-            let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-            (rest[end] == b'"').then_some(())?;
-            Some((std::str::from_utf8(&rest[..end]).ok()?, &rest[end + 1..]))
-        }
-        let (org_id, rest) = text(json, b"{\"org_id\":\"")?;
-        let rest = rest.strip_prefix(b",\"usage_date\":")?;
-        let end = rest.iter().position(|&b| b == b',')?;
-        let usage_date: i32 = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
-        let (service, _) = text(&rest[end..], b",\"service\":\"")?;
-        Some(DailyKey {
-            org_id: org_id.into(),
-            usage_date,
-            service: service.into(),
-        })
+/// The length of a record's key text as the processor writes it: the prefix
+/// `{"org_id":"…","usage_date":N,"service":"…"` (the `DailyMessage` field order),
+/// when nothing in it is escaped and the day is written as serde writes it; `None`
+/// for anything else, whose key [`daily_key`] then writes in that form.
+fn fast_key_len(json: &[u8]) -> Option<usize> {
+    fn text(json: &[u8], at: usize, prefix: &[u8]) -> Option<usize> {
+        let rest = json.get(at..)?.strip_prefix(prefix)?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        (rest[end] == b'"').then_some(at + prefix.len() + end + 1)
     }
+    const DAY: &[u8] = b",\"usage_date\":";
+    let at = text(json, 0, b"{\"org_id\":\"")?;
+    json.get(at..)?.starts_with(DAY).then_some(())?;
+    let at = at + DAY.len();
+    let digits = json.get(at..)?.iter().position(|&b| b == b',')?;
+    let day = &json[at..at + digits];
+    let (neg, mag) = match day.strip_prefix(b"-") {
+        Some(m) => (true, m),
+        None => (false, day),
+    };
+    let canonical = !mag.is_empty()
+        && mag.len() <= 10
+        && mag.iter().all(u8::is_ascii_digit)
+        && (mag[0] != b'0' || (mag.len() == 1 && !neg))
+        && std::str::from_utf8(day).ok()?.parse::<i32>().is_ok();
+    canonical.then_some(())?;
+    text(json, at + digits, b",\"service\":\"")
+}
+
+/// A record's key: the bytes of the record that [`fast_key_len`] finds, or the
+/// same text written from the record's fields.
+fn daily_key(value: &Bytes) -> Result<Bytes> {
+    if let Some(n) = fast_key_len(value) {
+        return Ok(value.slice(..n));
+    }
+    let k: DailyKey = serde_json::from_slice(value)?;
+    let mut out = b"{\"org_id\":".to_vec();
+    serde_json::to_writer(&mut out, &k.org_id)?;
+    out.extend_from_slice(b",\"usage_date\":");
+    serde_json::to_writer(&mut out, &k.usage_date)?;
+    out.extend_from_slice(b",\"service\":");
+    serde_json::to_writer(&mut out, &k.service)?;
+    Ok(Bytes::from(out))
+}
+
+/// A `speed.daily_usage` record read flat: a `DailyMessage` with its totals'
+/// fields beside the others, as they are in the JSON (serde's `flatten`, which
+/// `DailyMessage` uses, buffers every field first and is several times slower).
+#[derive(Debug, serde::Deserialize)]
+struct FlatDaily {
+    org_id: String,
+    usage_date: i32,
+    service: String,
+    org_name: String,
+    industry: String,
+    plan_tier: String,
+    events: i64,
+    requests: f64,
+    cpu_hours: f64,
+    storage_gb_hours: f64,
+    cost_usd: f64,
+    negative_cost_events: i64,
+    genai_tokens: i64,
+    carbon_kg: f64,
+}
+
+/// A `speed.daily_usage` record as a row of [`SPEED_DAILY`] (its columns are
+/// [`DAILY`]'s).
+fn daily_row(m: FlatDaily) -> Row {
+    vec![
+        Cell::Text(m.org_id),
+        Cell::Date(m.usage_date),
+        Cell::Text(m.service),
+        Cell::Text(m.org_name),
+        Cell::Text(m.industry),
+        Cell::Text(m.plan_tier),
+        Cell::Bigint(m.events),
+        Cell::Double(m.requests),
+        Cell::Double(m.cpu_hours),
+        Cell::Double(m.storage_gb_hours),
+        Cell::Double(m.cost_usd),
+        Cell::Bigint(m.negative_cost_events),
+        Cell::Bigint(m.genai_tokens),
+        Cell::Double(m.carbon_kg),
+    ]
+}
+
+/// The last record per key of one partition's range, and the last record read.
+struct LatestPerKey {
+    /// A key is the record's own key text, sharing the record's bytes.
+    latest: HashMap<Bytes, Bytes>,
+    last: Option<Bytes>,
+}
+
+fn latest_per_key(log: &impl Log, p: u32, from: u64, end: u64) -> Result<LatestPerKey> {
+    let mut out = LatestPerKey {
+        latest: HashMap::new(),
+        last: None,
+    };
+    let mut cur = Cursor::new(log, DAILY_TOPIC, p, from, end, undecoded)?;
+    while let Some((offset, value)) = cur.next()? {
+        let key =
+            daily_key(&value).with_context(|| format!("{DAILY_TOPIC}/{p} offset {offset}"))?;
+        out.latest.insert(key, value.clone());
+        out.last = Some(value);
+    }
+    Ok(out)
 }
 
 /// Where a publish of `speed.daily_usage` stopped, per partition: the next offset and
@@ -94,7 +176,7 @@ type SpeedPositions = BTreeMap<u32, (u64, u32)>;
 pub fn speed_rows(
     log: &impl Log,
     since: Option<&SpeedPositions>,
-) -> Result<(Vec<JsonRow>, SpeedPositions, bool)> {
+) -> Result<(Vec<Row>, SpeedPositions, bool)> {
     let parts = log.partitions(DAILY_TOPIC)?.unwrap_or(0);
     let mut ends = Vec::new();
     for p in 0..parts {
@@ -120,82 +202,117 @@ pub fn speed_rows(
             }
         }
     }
-    // The last record per key, keyed by `org_id \0 usage_date \0 service` (a key is
-    // built in one reused buffer and allocated only when it is new).
-    let mut latest: HashMap<String, Latest> = HashMap::new();
-    let mut key = String::new();
-    let mut positions = SpeedPositions::new();
-    for (p, &end) in ends.iter().enumerate() {
-        let p = p as u32;
-        let from = match (incremental, since) {
-            (true, Some(s)) => s.get(&p).map_or(0, |x| x.0),
-            _ => 0,
-        };
-        let mut last: Option<Bytes> = None;
-        let mut cur = Cursor::new(log, DAILY_TOPIC, p, from, end, undecoded)?;
-        while let Some((_, value)) = cur.next()? {
-            let k = match DailyKey::fast(&value) {
-                Some(k) => k,
-                None => serde_json::from_slice(&value)?,
+    // Each partition read on its own thread (a key lives in one partition: the
+    // processor writes it to its org's input partition), merged in partition order.
+    let ranges: Vec<(u32, u64, u64)> = ends
+        .iter()
+        .enumerate()
+        .map(|(p, &end)| {
+            let p = p as u32;
+            let from = match (incremental, since) {
+                (true, Some(s)) => s.get(&p).map_or(0, |x| x.0),
+                _ => 0,
             };
-            key.clear();
-            write!(key, "{}\0{}\0{}", k.org_id, k.usage_date, k.service)?;
-            match latest.get_mut(key.as_str()) {
-                Some(v) => v.value = value.clone(),
-                None => {
-                    let l = Latest {
-                        org_id: k.org_id.into_owned(),
-                        usage_date: k.usage_date,
-                        service: k.service.into_owned(),
-                        value: value.clone(),
-                    };
-                    latest.insert(key.clone(), l);
-                }
+            (p, from, end)
+        })
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(ranges.len())
+        .max(1);
+    let mut read: BTreeMap<u32, Result<LatestPerKey>> = std::thread::scope(|s| {
+        let ranges = &ranges;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    ranges
+                        .iter()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|&(p, from, end)| (p, latest_per_key(log, p, from, end)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        for h in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(_) => anyhow::bail!("reading the real-time view panicked"),
             }
-            last = Some(value);
         }
-        let last_crc = match last {
+        Ok(out)
+    })?;
+    let mut latest: HashMap<Bytes, Bytes> = HashMap::new();
+    let mut positions = SpeedPositions::new();
+    for &(p, _, end) in &ranges {
+        let part = read.remove(&p).context("a partition not read")??;
+        if latest.is_empty() {
+            latest = part.latest;
+        } else {
+            latest.extend(part.latest);
+        }
+        let last_crc = match part.last {
             Some(v) => crc32c::crc32c(&v),
             None => since.and_then(|s| s.get(&p)).map_or(0, |x| x.1),
         };
         positions.insert(p, (end, if end == 0 { 0 } else { last_crc }));
     }
-    // In key order, so that a publish writes in a stable order. The stored record is
-    // the row (a `DailyMessage` as JSON) but for its date: a day number in the topic,
-    // a date in the table.
-    let mut latest: Vec<Latest> = latest.into_values().collect();
+    // In key order, so that a publish writes in a stable order.
+    let mut latest: Vec<FlatDaily> = latest
+        .into_values()
+        .map(|v| serde_json::from_slice(&v).context("a speed.daily_usage record"))
+        .collect::<Result<_>>()?;
     latest.sort_by(|a, b| {
         (&a.org_id, a.usage_date, &a.service).cmp(&(&b.org_id, b.usage_date, &b.service))
     });
-    let rows = latest
-        .into_iter()
-        .map(|l| {
-            let mut row: JsonRow = serde_json::from_slice(&l.value)?;
-            let date = schemas::time::days_to_date(l.usage_date)
-                .map(|d| d.to_string())
-                .unwrap_or_default();
-            row.insert("usage_date".into(), Value::from(date));
-            Ok(row)
-        })
-        .collect::<Result<_>>()?;
+    let rows = latest.into_iter().map(daily_row).collect();
     Ok((rows, positions, incremental))
 }
 
 /// The marts a publish reads from the lake's gold directory.
 struct Marts {
-    daily: Vec<JsonRow>,
-    tickets: Vec<JsonRow>,
-    revenue: Vec<JsonRow>,
-    genai: Vec<JsonRow>,
+    daily: Vec<Row>,
+    tickets: Vec<Row>,
+    revenue: Vec<Row>,
+    genai: Vec<Row>,
 }
 
 fn read_marts(gold: &Path) -> Result<Marts> {
+    use compactor::gold as g;
     Ok(Marts {
-        daily: json_rows(&gold.join(compactor::gold::DAILY))?,
-        tickets: json_rows(&gold.join(compactor::gold::TICKETS_SEVERITY))?,
-        revenue: json_rows(&gold.join(compactor::gold::REVENUE))?,
-        genai: json_rows(&gold.join(compactor::gold::GENAI))?,
+        daily: rows_from_parquet(&DAILY, &gold.join(g::DAILY))?,
+        tickets: rows_from_parquet(&TICKETS, &gold.join(g::TICKETS_SEVERITY))?,
+        revenue: rows_from_parquet(&REVENUE_ORG, &gold.join(g::REVENUE))?,
+        genai: rows_from_parquet(&GENAI, &gold.join(g::GENAI))?,
     })
+}
+
+/// The rows of `revenue_by_month` from those of `revenue_by_org_month`: the same
+/// columns, partitioned by the month's year.
+fn revenue_by_year(revenue: &[Row]) -> Result<Vec<Row>> {
+    let month = REVENUE_ORG.index("month").context("revenue: no month")?;
+    revenue
+        .iter()
+        .map(|r| {
+            REVENUE_ALL
+                .columns()
+                .map(|(c, _)| match *c {
+                    "year" => Ok(match r.get(month) {
+                        Some(Cell::Date(d)) => {
+                            use chrono::Datelike;
+                            Cell::Int(schemas::time::days_to_date(*d).map_or(0, |d| d.year()))
+                        }
+                        _ => Cell::Int(0),
+                    }),
+                    c => REVENUE_ORG
+                        .index(c)
+                        .and_then(|i| r.get(i).cloned())
+                        .with_context(|| format!("revenue: no column {c}")),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Publishes every serving table from the lake at `lake` and the log.
@@ -217,7 +334,8 @@ pub fn publish(
         .meta(META_SPEED_POSITIONS)?
         .and_then(|s| serde_json::from_str(&s).ok());
     // The real-time view and the marts are read, and written, side by side: one
-    // reads the log, the other Parquet files.
+    // reads the log, the other Parquet files. (The marks, written last, wait for
+    // both.)
     let (speed, marts) = std::thread::scope(|s| {
         let speed = s.spawn(|| -> Result<_> {
             let (speed, positions, incremental) = speed_rows(log, since.as_ref())?;
@@ -228,33 +346,33 @@ pub fn publish(
             }
             Ok((speed, positions, incremental))
         });
-        let marts = read_marts(&gold);
+        let marts = (|| -> Result<_> {
+            let marts = read_marts(&gold)?;
+            let revenue_all = revenue_by_year(&marts.revenue)?;
+            for (table, rows) in [
+                (&DAILY, &marts.daily),
+                (&TICKETS, &marts.tickets),
+                (&REVENUE_ORG, &marts.revenue),
+                (&REVENUE_ALL, &revenue_all),
+                (&GENAI, &marts.genai),
+            ] {
+                store.replace_table(table, rows)?;
+            }
+            Ok((marts, revenue_all))
+        })();
         let speed = speed
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the real-time view panicked")));
         (speed, marts)
     });
     let (speed, positions, incremental) = speed?;
+    let (marts, revenue_all) = marts?;
     let Marts {
         daily,
         tickets,
         revenue,
         genai,
-    } = marts?;
-    let revenue_all: Vec<JsonRow> = revenue
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            let year = r
-                .get("month")
-                .and_then(Value::as_str)
-                .and_then(|m| m.get(..4))
-                .and_then(|y| y.parse::<i64>().ok())
-                .unwrap_or(0);
-            r.insert("year".into(), Value::from(year));
-            r
-        })
-        .collect();
+    } = marts;
     for (table, rows) in [
         (&DAILY, &daily),
         (&TICKETS, &tickets),
@@ -262,7 +380,6 @@ pub fn publish(
         (&REVENUE_ALL, &revenue_all),
         (&GENAI, &genai),
     ] {
-        store.replace_table(table, rows)?;
         report.rows.insert(table.name, rows.len());
     }
     // The orgs the real-time rows cover, accumulated like the rows themselves.
@@ -274,13 +391,13 @@ pub fn publish(
             .unwrap_or_default();
         extend_org_ranges(&mut speed_orgs, before);
     }
-    extend_org_ranges(&mut speed_orgs, speed.iter().map(daily_org_range));
+    extend_org_ranges(&mut speed_orgs, speed.iter().map(|r| daily_org_range(r)));
     let speed_orgs: Vec<OrgRange> = speed_orgs.into_values().collect();
     let speed_orgs_json = serde_json::to_string(&speed_orgs)?;
     report.rows.insert(SPEED_DAILY.name, speed.len());
     report.speed_incremental = incremental;
     let mut orgs: BTreeMap<String, OrgRange> = BTreeMap::new();
-    extend_org_ranges(&mut orgs, daily.iter().map(daily_org_range));
+    extend_org_ranges(&mut orgs, daily.iter().map(|r| daily_org_range(r)));
     extend_org_ranges(&mut orgs, speed_orgs);
     let orgs: Vec<OrgRange> = orgs.into_values().collect();
     let mut metas: Vec<(&str, String)> = vec![
@@ -289,15 +406,15 @@ pub fn publish(
         (META_ORGS, serde_json::to_string(&orgs)?),
     ];
     // The high-water marks go last: a query never looks past the rows it can see.
-    if let Some(d) = max_text(&daily, "usage_date") {
+    if let Some(d) = max_date(&DAILY, &daily, "usage_date") {
         metas.push((META_BATCH_HIGH_WATER, d));
     }
-    if let Some(d) = max_text(&tickets, "created_date") {
+    if let Some(d) = max_date(&TICKETS, &tickets, "created_date") {
         metas.push((META_TICKETS_LATEST, d));
     }
     let mut years: Vec<String> = revenue_all
         .iter()
-        .map(|r| crate::key_text(r.get("year")))
+        .map(|r| r.first().map(Cell::key_text).unwrap_or_default())
         .collect();
     years.sort();
     years.dedup();
@@ -315,38 +432,109 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn the_fast_key_reader_agrees_with_serde_or_steps_aside() {
-        let m = schemas::speed::DailyMessage {
+    use schemas::speed::DailyMessage;
+
+    fn message() -> DailyMessage {
+        DailyMessage {
             org_id: "org_1".into(),
             usage_date: 20_300,
             service: "compute".into(),
             org_name: "A \"quoted\" name".into(),
             industry: "x".into(),
             plan_tier: "pro".into(),
-            totals: Default::default(),
-        };
-        let bytes = serde_json::to_vec(&m).unwrap();
-        let serde: DailyKey = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(DailyKey::fast(&bytes), Some(serde));
-        // An escape in a key, another field order, negative days, garbage: serde's turn
-        // (or serde's error).
-        for other in [
-            r#"{"org_id":"a\"b","usage_date":1,"service":"s"}"#,
-            r#"{"usage_date":1,"org_id":"a","service":"s"}"#,
-            r#"{"org_id":"a","usage_date":x,"service":"s"}"#,
+            totals: schemas::speed::UsageTotals {
+                events: 3,
+                requests: 1.5,
+                cost_usd: -0.25,
+                genai_tokens: 7,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_key_is_read_from_the_record_or_written_as_the_processor_writes_it() {
+        let bytes = Bytes::from(serde_json::to_vec(&message()).unwrap());
+        let fast = daily_key(&bytes).unwrap();
+        assert_eq!(
+            &fast[..],
+            br#"{"org_id":"org_1","usage_date":20300,"service":"compute""#
+        );
+        assert!(bytes.starts_with(&fast));
+        // Another field order, an escape, a day written otherwise: the same key text
+        // as the processor's form of the same fields.
+        for (other, same) in [
+            (
+                r#"{"usage_date":1,"service":"s","org_id":"a"}"#,
+                r#"{"org_id":"a","usage_date":1,"service":"s","x":1}"#,
+            ),
+            (
+                r#"{"org_id":"a","usage_date":-3,"service":"s\u0041"}"#,
+                r#"{"org_id":"a","usage_date":-3,"service":"sA"}"#,
+            ),
+            (
+                r#"{ "org_id": "a", "usage_date": 5, "service": "s" }"#,
+                r#"{"org_id":"a","usage_date":5,"service":"s"}"#,
+            ),
+        ] {
+            let other = Bytes::from(other);
+            let same = Bytes::from(same);
+            assert_eq!(
+                daily_key(&other).unwrap(),
+                daily_key(&same).unwrap(),
+                "{other:?}"
+            );
+            assert!(fast_key_len(&same).is_some());
+        }
+        // An escaped quote stays escaped, so no other key can meet it.
+        let q = Bytes::from(r#"{"org_id":"a\"b","usage_date":1,"service":"s"}"#);
+        assert_eq!(fast_key_len(&q), None);
+        assert_eq!(
+            &daily_key(&q).unwrap()[..],
+            br#"{"org_id":"a\"b","usage_date":1,"service":"s""#
+        );
+        for bad in [
             "{",
             "",
+            r#"{"org_id":"a","usage_date":x,"service":"s"}"#,
+            r#"{"org_id":"a","usage_date":007,"service":"s"}"#,
+            r#"{"org_id":"a","usage_date":-0,"service":"s"}"#,
         ] {
-            assert_eq!(DailyKey::fast(other.as_bytes()), None, "{other}");
+            assert!(daily_key(&Bytes::from(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_real_time_record_is_a_row_of_the_daily_table() {
+        // The row built field by field equals the record read as JSON by the
+        // table's columns (its day as a date).
+        let m = message();
+        let mut json: crate::JsonRow =
+            serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
+        json.insert(
+            "usage_date".into(),
+            crate::row::date_text(m.usage_date).into(),
+        );
+        let flat: FlatDaily = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
         assert_eq!(
-            DailyKey::fast(br#"{"org_id":"a","usage_date":-3,"service":"s","x":1}"#),
-            Some(DailyKey {
-                org_id: "a".into(),
-                usage_date: -3,
-                service: "s".into()
-            })
+            daily_row(flat),
+            crate::row::row_from_json(&SPEED_DAILY, &json).unwrap()
+        );
+    }
+
+    #[test]
+    fn revenue_rows_gain_their_year() {
+        let r: crate::JsonRow = serde_json::from_value(serde_json::json!({
+            "org_id": "o", "month": "2025-07-01", "invoice_id": "i", "subtotal": 1.0
+        }))
+        .unwrap();
+        let org = crate::row::row_from_json(&REVENUE_ORG, &r).unwrap();
+        let all = revenue_by_year(&[org]).unwrap();
+        let mut expect = r.clone();
+        expect.insert("year".into(), 2025.into());
+        assert_eq!(
+            all,
+            vec![crate::row::row_from_json(&REVENUE_ALL, &expect).unwrap()]
         );
     }
 }

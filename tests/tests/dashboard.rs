@@ -264,6 +264,7 @@ fn check_live(data: &Path, addr: &str, org: &str) {
     {
         // The writer, beside the running server (which only reads).
         let writer = serving::embedded::EmbeddedStore::open(&data.join("serving")).unwrap();
+        let row = serving::row::row_from_json(&serving::SPEED_DAILY, &row).unwrap();
         writer.upsert(&serving::SPEED_DAILY, &[row]).unwrap();
     }
     let target = format!("/api/q1?org={org}&from={next}");

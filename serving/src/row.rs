@@ -1,0 +1,424 @@
+//! Typed rows of the serving tables: one [`Cell`] per column, in the table's column
+//! order ([`TableDef::columns`]). A publish builds them straight from the marts'
+//! Arrow columns and from the real-time records, and each backend writes them as it
+//! stores them: the embedded store as a key and a JSON value, Cassandra as bound
+//! values of a prepared statement. Queries read rows back as JSON maps.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use serde_json::Value;
+
+use crate::{Cql, JsonRow, TableDef};
+
+/// One value, typed as its column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    /// Days since 1970-01-01.
+    Date(i32),
+    Double(f64),
+    Bigint(i64),
+    Int(i32),
+    Boolean(bool),
+}
+
+/// A row of one serving table: a cell per column, in [`TableDef::columns`] order
+/// (the keys first: the partition columns, then the clustering columns).
+pub type Row = Vec<Cell>;
+
+impl Cell {
+    /// A JSON value as a column's type (`null` is [`Cell::Null`]).
+    pub fn from_json(ty: Cql, v: &Value) -> Result<Cell> {
+        let bad = || anyhow::anyhow!("{v} is not a {}", ty.name());
+        Ok(match (ty, v) {
+            (_, Value::Null) => Cell::Null,
+            (Cql::Text, Value::String(s)) => Cell::Text(s.clone()),
+            (Cql::Date, Value::String(s)) => Cell::Date(
+                schemas::time::parse_date(s)
+                    .map(schemas::time::date_to_days)
+                    .ok_or_else(bad)?,
+            ),
+            (Cql::Double, Value::Number(n)) => Cell::Double(n.as_f64().ok_or_else(bad)?),
+            (Cql::Bigint, Value::Number(n)) => Cell::Bigint(n.as_i64().ok_or_else(bad)?),
+            (Cql::Int, Value::Number(n)) => Cell::Int(
+                n.as_i64()
+                    .and_then(|i| i32::try_from(i).ok())
+                    .ok_or_else(bad)?,
+            ),
+            (Cql::Boolean, Value::Bool(b)) => Cell::Boolean(*b),
+            _ => return Err(bad()),
+        })
+    }
+
+    /// A value given as text (a Hive partition's, a key a query names) as a
+    /// column's type.
+    pub fn from_text(ty: Cql, s: &str) -> Result<Cell> {
+        let bad = || anyhow::anyhow!("{s:?} is not a {}", ty.name());
+        Ok(match ty {
+            Cql::Text => Cell::Text(s.to_owned()),
+            Cql::Date => Cell::Date(
+                schemas::time::parse_date(s)
+                    .map(schemas::time::date_to_days)
+                    .ok_or_else(bad)?,
+            ),
+            Cql::Double => Cell::Double(s.parse().map_err(|_| bad())?),
+            Cql::Bigint => Cell::Bigint(s.parse().map_err(|_| bad())?),
+            Cql::Int => Cell::Int(s.parse().map_err(|_| bad())?),
+            Cql::Boolean => Cell::Boolean(s.parse().map_err(|_| bad())?),
+        })
+    }
+
+    /// The value as the JSON the queries work with (dates as `YYYY-MM-DD`; a
+    /// non-finite double is null, as in JSON).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Text(s) => Value::from(s.as_str()),
+            Cell::Date(d) => Value::from(date_text(*d)),
+            Cell::Double(v) => Value::from(*v),
+            Cell::Bigint(v) => Value::from(*v),
+            Cell::Int(v) => Value::from(*v),
+            Cell::Boolean(v) => Value::from(*v),
+        }
+    }
+
+    /// Appends the value as JSON: the same text as [`Cell::to_json`] serialized.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Cell::Null => out.extend_from_slice(b"null"),
+            Cell::Text(s) => write_json_str(s, out),
+            Cell::Date(d) => {
+                out.push(b'"');
+                push_date(*d, out);
+                out.push(b'"');
+            }
+            // A finite f64 or an integer always serializes.
+            Cell::Double(v) if v.is_finite() => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            Cell::Double(_) => out.extend_from_slice(b"null"),
+            Cell::Bigint(v) => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            Cell::Int(v) => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            Cell::Boolean(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        }
+    }
+
+    /// Appends the value as a key's text: what [`crate::key_text`] gives for its JSON
+    /// (dates `YYYY-MM-DD`, which sort as dates do; null empty).
+    pub fn push_key_text(&self, out: &mut Vec<u8>) {
+        match self {
+            Cell::Null => {}
+            Cell::Double(v) if !v.is_finite() => {}
+            Cell::Text(s) => out.extend_from_slice(s.as_bytes()),
+            Cell::Date(d) => push_date(*d, out),
+            other => other.write_json(out),
+        }
+    }
+
+    /// The value as a key's text.
+    pub fn key_text(&self) -> String {
+        let mut out = Vec::new();
+        self.push_key_text(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// A string as JSON: copied as it is when nothing in it needs an escape.
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// A day number as `YYYY-MM-DD` (empty if it is no date).
+pub fn date_text(days: i32) -> String {
+    let mut out = Vec::with_capacity(10);
+    push_date(days, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn push_date(days: i32, out: &mut Vec<u8>) {
+    use chrono::Datelike;
+    let Some(d) = schemas::time::days_to_date(days) else {
+        return;
+    };
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if (0..=9999).contains(&y) {
+        let digits = |n: u32, w: usize, out: &mut Vec<u8>| {
+            for i in (0..w).rev() {
+                out.push(b'0' + (n / 10u32.pow(i as u32) % 10) as u8);
+            }
+        };
+        digits(y as u32, 4, out);
+        out.push(b'-');
+        digits(m, 2, out);
+        out.push(b'-');
+        digits(day, 2, out);
+    } else {
+        out.extend_from_slice(d.to_string().as_bytes());
+    }
+}
+
+impl TableDef {
+    /// The position of a column in [`TableDef::columns`].
+    pub fn index(&self, column: &str) -> Option<usize> {
+        self.columns().position(|(c, _)| *c == column)
+    }
+}
+
+/// A JSON row as the table's typed row. A key column must be present and not null;
+/// a missing other column is null.
+pub fn row_from_json(t: &TableDef, row: &JsonRow) -> Result<Row> {
+    t.columns()
+        .enumerate()
+        .map(|(i, (c, ty))| {
+            let v = row.get(*c).unwrap_or(&Value::Null);
+            if v.is_null() && i < t.keys.len() {
+                bail!("{}: key column {c} is null", t.name);
+            }
+            Cell::from_json(*ty, v).with_context(|| format!("{}.{c}", t.name))
+        })
+        .collect()
+}
+
+/// A typed row as the JSON map the queries read.
+pub fn row_to_json(t: &TableDef, row: &[Cell]) -> JsonRow {
+    t.columns()
+        .zip(row)
+        .map(|((c, _), v)| ((*c).to_owned(), v.to_json()))
+        .collect()
+}
+
+/// Appends a row as one JSON object (its columns in table order): what the
+/// embedded store keeps, and what [`row_to_json`] serializes to, but for the order
+/// of the names.
+pub fn write_json_row(t: &TableDef, row: &[Cell], out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, ((c, _), v)) in t.columns().zip(row).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(c, out);
+        out.push(b':');
+        v.write_json(out);
+    }
+    out.push(b'}');
+}
+
+/// The rows of one table from every Parquet file under `dir` (a mart's directory,
+/// with Hive partition directories `name=value` giving columns the files lack),
+/// column by column. A column the table has and the files lack is null, unless it
+/// is a key.
+pub fn rows_from_parquet(t: &TableDef, dir: &Path) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    for path in compactor::table::parquet_files(dir)? {
+        let hive: Vec<(&str, &str)> = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .components()
+            .filter_map(|c| c.as_os_str().to_str()?.split_once('='))
+            .collect();
+        for b in compactor::table::read_parquet(&path, None)? {
+            rows_from_batch(t, &b, &hive, &mut out)
+                .with_context(|| format!("{}", path.display()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Appends the rows of one record batch.
+pub fn rows_from_batch(
+    t: &TableDef,
+    b: &RecordBatch,
+    hive: &[(&str, &str)],
+    out: &mut Vec<Row>,
+) -> Result<()> {
+    let n = b.num_rows();
+    let start = out.len();
+    out.extend((0..n).map(|_| Vec::with_capacity(t.keys.len() + t.values.len())));
+    let rows = &mut out[start..];
+    for (i, (c, ty)) in t.columns().enumerate() {
+        let is_key = i < t.keys.len();
+        let Some(a) = b.column_by_name(c) else {
+            let cell = match hive.iter().find(|(k, _)| k == c) {
+                Some((_, v)) => Cell::from_text(*ty, v).with_context(|| format!("column {c}"))?,
+                None if is_key => bail!("no key column {c} for {}", t.name),
+                None => Cell::Null,
+            };
+            rows.iter_mut().for_each(|r| r.push(cell.clone()));
+            continue;
+        };
+        if is_key && a.null_count() > 0 {
+            bail!("key column {c} of {} has nulls", t.name);
+        }
+        let cell_at: Box<dyn Fn(usize) -> Cell + '_> = match (ty, a.data_type()) {
+            (Cql::Text, DataType::Utf8) => {
+                let a = a.as_string::<i32>();
+                Box::new(move |i| Cell::Text(a.value(i).to_owned()))
+            }
+            (Cql::Date, DataType::Date32) => {
+                let a = a.as_primitive::<Date32Type>();
+                Box::new(move |i| Cell::Date(a.value(i)))
+            }
+            (Cql::Double, DataType::Float64) => {
+                let a = a.as_primitive::<Float64Type>();
+                Box::new(move |i| Cell::Double(a.value(i)))
+            }
+            (Cql::Bigint, DataType::Int64) => {
+                let a = a.as_primitive::<Int64Type>();
+                Box::new(move |i| Cell::Bigint(a.value(i)))
+            }
+            (Cql::Bigint, DataType::Int32) => {
+                let a = a.as_primitive::<Int32Type>();
+                Box::new(move |i| Cell::Bigint(a.value(i).into()))
+            }
+            (Cql::Int, DataType::Int32) => {
+                let a = a.as_primitive::<Int32Type>();
+                Box::new(move |i| Cell::Int(a.value(i)))
+            }
+            (Cql::Boolean, DataType::Boolean) => {
+                let a = a.as_boolean();
+                Box::new(move |i| Cell::Boolean(a.value(i)))
+            }
+            (ty, other) => bail!("column {c}: {other} does not fit a CQL {}", ty.name()),
+        };
+        for (j, r) in rows.iter_mut().enumerate() {
+            r.push(if a.is_null(j) { Cell::Null } else { cell_at(j) });
+        }
+    }
+    Ok(())
+}
+
+/// A row of `tickets_by_severity_date` as JSON, for tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn ticket_json() -> JsonRow {
+    serde_json::from_value(serde_json::json!({
+        "severity": "critical", "created_date": "2025-07-02", "tickets": 5,
+        "open_tickets": 2, "sla_breached": 1, "sla_breach_rate": 0.2,
+        "csat_avg": null, "csat_responses": 0
+    }))
+    .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{DAILY, REVENUE_ALL, TICKETS};
+    use serde_json::json;
+
+    #[test]
+    fn cells_write_the_json_serde_writes() {
+        let cells = [
+            Cell::Null,
+            Cell::Text("plain".into()),
+            Cell::Text("a \"quoted\"\\ \n name, ünïcode".into()),
+            Cell::Date(0),
+            Cell::Date(20_271),
+            Cell::Date(-800_000),
+            Cell::Double(0.1),
+            Cell::Double(-3.0e-12),
+            Cell::Double(f64::NAN),
+            Cell::Double(f64::INFINITY),
+            Cell::Bigint(i64::MIN),
+            Cell::Int(-7),
+            Cell::Boolean(true),
+        ];
+        for c in cells {
+            let mut out = Vec::new();
+            c.write_json(&mut out);
+            assert_eq!(out, serde_json::to_vec(&c.to_json()).unwrap(), "{c:?}");
+            let mut key = Vec::new();
+            c.push_key_text(&mut key);
+            assert_eq!(
+                String::from_utf8(key).unwrap(),
+                crate::key_text(Some(&c.to_json())),
+                "{c:?}"
+            );
+        }
+        assert_eq!(date_text(20_271), "2025-07-02");
+        assert_eq!(date_text(-719_529), "-0001-12-31");
+    }
+
+    #[test]
+    fn json_rows_and_typed_rows_round_trip() {
+        let row = ticket_json();
+        let v = row_from_json(&TICKETS, &row).unwrap();
+        assert_eq!(v[0], Cell::Text("critical".into()));
+        assert_eq!(v[1], Cell::Date(20_271));
+        assert_eq!(v[2], Cell::Bigint(5));
+        assert_eq!(v[5], Cell::Double(0.2));
+        assert_eq!(v[6], Cell::Null);
+        assert_eq!(row_to_json(&TICKETS, &v), row);
+        let mut encoded = Vec::new();
+        write_json_row(&TICKETS, &v, &mut encoded);
+        assert_eq!(serde_json::from_slice::<JsonRow>(&encoded).unwrap(), row);
+        let mut bad = row.clone();
+        bad.insert("tickets".into(), json!("five"));
+        assert!(row_from_json(&TICKETS, &bad).is_err());
+        let mut no_key = row;
+        no_key.remove("severity");
+        assert!(row_from_json(&TICKETS, &no_key).is_err());
+        assert_eq!(Cell::from_text(Cql::Int, "2025").unwrap(), Cell::Int(2025));
+        assert!(Cell::from_text(Cql::Date, "2025-13-01").is_err());
+        assert_eq!(REVENUE_ALL.index("org_id"), Some(2));
+        assert_eq!(DAILY.index("nope"), None);
+    }
+
+    #[test]
+    fn parquet_rows_agree_with_the_json_reader() {
+        use arrow_array::{Date32Array, Float64Array, Int64Array, StringArray};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("usage_date=2025-07-02");
+        std::fs::create_dir_all(&part).unwrap();
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("org_id", DataType::Utf8, false),
+            arrow_schema::Field::new("service", DataType::Utf8, false),
+            arrow_schema::Field::new("events", DataType::Int64, false),
+            arrow_schema::Field::new("cost_usd", DataType::Float64, true),
+            arrow_schema::Field::new("other", DataType::Date32, false),
+        ]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["o1", "o\"2"])),
+                Arc::new(StringArray::from(vec!["compute", "storage"])),
+                Arc::new(Int64Array::from(vec![3, 4])),
+                Arc::new(Float64Array::from(vec![Some(1.5), None])),
+                Arc::new(Date32Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap();
+        let schema = b.schema();
+        compactor::table::write_parquet(&part.join("a.parquet"), &schema, [Ok(b)]).unwrap();
+        let rows = rows_from_parquet(&DAILY, dir.path()).unwrap();
+        let json = compactor::table::json_rows(dir.path()).unwrap();
+        assert_eq!(rows.len(), 2);
+        for (r, j) in rows.iter().zip(&json) {
+            // The JSON reader keeps every column; the typed rows the table's, with
+            // the ones the files lack as null.
+            let expect = row_from_json(&DAILY, j).unwrap();
+            assert_eq!(expect[DAILY.index("org_name").unwrap()], Cell::Null);
+            assert_eq!(r, &expect);
+        }
+        assert_eq!(rows[0][1], Cell::Date(20_271));
+        // A key the files and the directories both lack is an error.
+        assert!(rows_from_parquet(&TICKETS, dir.path()).is_err());
+    }
+}
