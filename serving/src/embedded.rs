@@ -1,13 +1,14 @@
 //! The embedded serving store: one RocksDB database. A row lives under
 //! `table \0 partition \0 clustering...` (key columns joined with `\x1f`), its value the
-//! row as a JSON object (see [`crate::row::write_json_row`]), so a query's partition read with a clustering range is one prefix scan.
+//! row's cells in binary ([`crate::row::encode_row`]; stores written before that hold
+//! JSON objects, read as well), so a query's partition read with a clustering range is one prefix scan.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use crate::row::write_json_row;
+use crate::row::{BINARY_ROW, decode_row, encode_row, row_to_json};
 use crate::{Cell, JsonRow, Row, ServingStore, TableDef};
 
 const META: &str = "_meta";
@@ -67,9 +68,27 @@ impl Encoder {
         );
         row_key(table, row, &mut self.key);
         self.value.clear();
-        write_json_row(table, row, &mut self.value);
+        encode_row(row, &mut self.value);
         Ok(())
     }
+}
+
+/// A stored row as the JSON map queries read: binary, or JSON as stores written
+/// before binary rows hold (a publish rewrites those, as their bytes differ).
+fn read_row(table: &TableDef, v: &[u8]) -> Result<JsonRow> {
+    if v.first() != Some(&BINARY_ROW) {
+        return serde_json::from_slice(v).context("serving store row");
+    }
+    let row = decode_row(v).with_context(|| format!("serving store row of {}", table.name))?;
+    let columns = table.keys.len() + table.values.len();
+    if row.len() != columns {
+        anyhow::bail!(
+            "serving store: a row of {} cells in {} ({columns} columns): publish again",
+            row.len(),
+            table.name
+        );
+    }
+    Ok(row_to_json(table, &row))
 }
 
 impl EmbeddedStore {
@@ -192,7 +211,7 @@ impl ServingStore for EmbeddedStore {
                     break;
                 }
             }
-            out.push(serde_json::from_slice(&v).context("serving store row")?);
+            out.push(read_row(table, &v)?);
         }
         Ok(out)
     }
@@ -295,6 +314,28 @@ mod tests {
         s.put_meta("x", "1").unwrap();
         assert_eq!(s.meta("x").unwrap().as_deref(), Some("1"));
         assert_eq!(s.meta("y").unwrap(), None);
+        // A store written with JSON rows still reads, and a publish rewrites them.
+        let old = serde_json::to_vec(&json(&rows[..1])[0]).unwrap();
+        let mut key = Vec::new();
+        row_key(&crate::DAILY, &rows[0], &mut key);
+        s.db.put(&key, &old).unwrap();
+        assert_eq!(
+            s.scan(&crate::DAILY, &["a"], None, None).unwrap(),
+            json(&rows[..1])
+        );
+        let seq = s.db.latest_sequence_number();
+        s.replace_table(&crate::DAILY, &rows[..1]).unwrap();
+        assert!(s.db.latest_sequence_number() > seq);
+        assert_ne!(s.db.get(&key).unwrap().unwrap(), old);
+        assert_eq!(
+            s.scan(&crate::DAILY, &["a"], None, None).unwrap(),
+            json(&rows[..1])
+        );
+        // A binary row of another shape is an error, not a wrong answer.
+        let mut short = Vec::new();
+        encode_row(&rows[0][..3], &mut short);
+        s.db.put(&key, &short).unwrap();
+        assert!(s.scan(&crate::DAILY, &["a"], None, None).is_err());
     }
 
     #[test]

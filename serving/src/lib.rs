@@ -198,17 +198,43 @@ pub fn extend_org_ranges(
     }
 }
 
-/// A row of a daily table ([`DAILY`], [`SPEED_DAILY`]): its org and day as a
-/// one-day range.
-pub fn daily_org_range(row: &[Cell]) -> OrgRange {
-    let text = |c: &str| DAILY.index(c).and_then(|i| row.get(i)).map(Cell::key_text);
-    let day = text("usage_date").unwrap_or_default();
-    OrgRange {
-        org_id: text("org_id").unwrap_or_default(),
-        org_name: text("org_name").unwrap_or_default(),
-        first_date: day.clone(),
-        last_date: day,
+/// The orgs of a daily table's rows ([`DAILY`], [`SPEED_DAILY`]), each with its
+/// first and last day and its name on the last day (the first row of that day).
+pub fn daily_org_ranges(rows: &[Row]) -> Vec<OrgRange> {
+    use std::collections::hash_map::{Entry, HashMap};
+    let col = |c: &str| DAILY.index(c).unwrap_or(usize::MAX);
+    let (org, day, name) = (col("org_id"), col("usage_date"), col("org_name"));
+    let mut by_org: HashMap<&str, (i32, i32, &str)> = HashMap::new();
+    for r in rows {
+        let (Some(Cell::Text(o)), Some(Cell::Date(d))) = (r.get(org), r.get(day)) else {
+            continue;
+        };
+        let n = match r.get(name) {
+            Some(Cell::Text(n)) => n.as_str(),
+            _ => "",
+        };
+        match by_org.entry(o) {
+            Entry::Occupied(mut e) => {
+                let (first, last, last_name) = e.get_mut();
+                *first = (*first).min(*d);
+                if *d > *last {
+                    (*last, *last_name) = (*d, n);
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert((*d, *d, n));
+            }
+        }
     }
+    by_org
+        .into_iter()
+        .map(|(o, (first, last, name))| OrgRange {
+            org_id: o.to_owned(),
+            org_name: name.to_owned(),
+            first_date: row::date_text(first),
+            last_date: row::date_text(last),
+        })
+        .collect()
 }
 
 /// Where serving rows live.
@@ -364,4 +390,49 @@ fn open_with(
         "serving URL {}: expected embedded:<dir> or cassandra://host:port/keyspace",
         eventlog::redact_url(url)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn org_ranges_span_each_orgs_days_with_its_latest_name() {
+        let row = |org: &str, day: i32, name: &str| {
+            let mut r = vec![Cell::Null; DAILY.columns().count()];
+            r[0] = Cell::Text(org.into());
+            r[1] = Cell::Date(day);
+            r[2] = Cell::Text("compute".into());
+            r[3] = Cell::Text(name.into());
+            r
+        };
+        let rows = vec![
+            row("b", 20_300, "B"),
+            row("a", 20_302, "A2"),
+            row("a", 20_299, "A0"),
+            row("a", 20_302, "A2 again"),
+            row("a", 20_301, "A1"),
+        ];
+        let mut got = daily_org_ranges(&rows);
+        got.sort_by(|x, y| x.org_id.cmp(&y.org_id));
+        let range = |org: &str, name: &str, first: &str, last: &str| OrgRange {
+            org_id: org.into(),
+            org_name: name.into(),
+            first_date: first.into(),
+            last_date: last.into(),
+        };
+        assert_eq!(
+            got,
+            [
+                range("a", "A2", "2025-07-30", "2025-08-02"),
+                range("b", "B", "2025-07-31", "2025-07-31"),
+            ]
+        );
+        // Folded into earlier ranges: the span grows, the later name wins.
+        let mut all = std::collections::BTreeMap::new();
+        extend_org_ranges(&mut all, [range("a", "old", "2025-07-01", "2025-07-02")]);
+        extend_org_ranges(&mut all, got);
+        assert_eq!(all["a"], range("a", "A2", "2025-07-01", "2025-08-02"));
+    }
 }

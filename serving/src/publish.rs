@@ -2,19 +2,20 @@
 //! real-time view (`speed.daily_usage`, read up to the processor's committed
 //! positions) into the serving tables.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use compactor::cursor::Cursor;
 use eventlog::{Bytes, Log, PartitionReader, StoredRecord};
+use rustc_hash::FxHashMap;
 use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 
 use crate::row::{Cell, Row, rows_from_parquet};
 use crate::{
-    DAILY, GENAI, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_YEARS,
+    Cql, DAILY, GENAI, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_YEARS,
     META_SPEED_ORGS, META_SPEED_POSITIONS, META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG,
-    SPEED_DAILY, ServingStore, TICKETS, TableDef, daily_org_range, extend_org_ranges,
+    SPEED_DAILY, ServingStore, TICKETS, TableDef, daily_org_ranges, extend_org_ranges,
 };
 
 /// Rows published per table.
@@ -54,35 +55,176 @@ struct DailyKey<'a> {
     service: std::borrow::Cow<'a, str>,
 }
 
+/// Reads a JSON object written the way the processor writes it (serde_json,
+/// compact, fields in a known order), field by field. Anything else (an escape in a
+/// string, another order, a number serde would not write) makes a read `None`, and
+/// the caller falls back to serde.
+struct Written<'a> {
+    json: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Written<'a> {
+    fn new(json: &'a [u8]) -> Self {
+        Written { json, at: 0 }
+    }
+
+    fn expect(&mut self, bytes: &[u8]) -> Option<()> {
+        self.json.get(self.at..)?.starts_with(bytes).then_some(())?;
+        self.at += bytes.len();
+        Some(())
+    }
+
+    /// `{"name":` for the first field, `,"name":` for the others.
+    fn field(&mut self, name: &str) -> Option<()> {
+        self.expect(if self.at == 0 { b"{\"" } else { b",\"" })?;
+        self.expect(name.as_bytes())?;
+        self.expect(b"\":")
+    }
+
+    /// A string with nothing escaped in it, as its bytes.
+    fn raw_text(&mut self) -> Option<&'a [u8]> {
+        self.expect(b"\"")?;
+        let rest = &self.json[self.at..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        (rest[end] == b'"').then_some(())?;
+        self.at += end + 1;
+        Some(&rest[..end])
+    }
+
+    /// A string, its escapes (if any) read by serde.
+    fn any_text(&mut self) -> Option<std::borrow::Cow<'a, str>> {
+        let start = self.at;
+        if let Some(t) = self.raw_text() {
+            return std::str::from_utf8(t).ok().map(Into::into);
+        }
+        self.at = start;
+        let rest = self.json.get(start..)?.strip_prefix(b"\"")?;
+        let mut i = 0;
+        while *rest.get(i)? != b'"' {
+            i += if rest[i] == b'\\' { 2 } else { 1 };
+        }
+        let quoted = &self.json[start..start + i + 2];
+        self.at = start + i + 2;
+        serde_json::from_slice::<String>(quoted)
+            .ok()
+            .map(Into::into)
+    }
+
+    /// A number's text, up to the next `,` or `}`, if it is what JSON allows:
+    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; `integer` allows no fraction,
+    /// no exponent and no `-0` (serde reads those as floats).
+    fn number(&mut self, integer: bool) -> Option<&'a [u8]> {
+        let rest = &self.json[self.at..];
+        let digits = |mut i: usize| {
+            while rest.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let start = usize::from(rest.first() == Some(&b'-'));
+        let mut i = digits(start);
+        let int = i - start;
+        if int == 0 || (int > 1 && rest[start] == b'0') {
+            return None;
+        }
+        if integer {
+            if start == 1 && rest[1] == b'0' {
+                return None;
+            }
+        } else {
+            if rest.get(i) == Some(&b'.') {
+                let end = digits(i + 1);
+                (end > i + 1).then_some(())?;
+                i = end;
+            }
+            if matches!(rest.get(i), Some(b'e' | b'E')) {
+                i += 1 + usize::from(matches!(rest.get(i + 1), Some(b'+' | b'-')));
+                let end = digits(i);
+                (end > i).then_some(())?;
+                i = end;
+            }
+        }
+        matches!(rest.get(i), Some(b',' | b'}')).then_some(())?;
+        self.at += i;
+        Some(&rest[..i])
+    }
+
+    /// An integer (see [`Written::number`]), if it fits an i64.
+    fn integer(&mut self) -> Option<i64> {
+        let tok = self.number(true)?;
+        let (neg, digits) = match tok.strip_prefix(b"-") {
+            Some(d) => (true, d),
+            None => (false, tok),
+        };
+        // Summed negative, so that i64::MIN fits.
+        let mut v: i64 = 0;
+        for &d in digits {
+            v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+        }
+        if neg { Some(v) } else { v.checked_neg() }
+    }
+
+    /// A double (see [`Written::number`]), read by Rust's own parser, correctly
+    /// rounded as serde's (`float_roundtrip`) is, so the two give the same bits. Out
+    /// of range is `None` (serde's error), not an infinity.
+    fn double(&mut self) -> Option<f64> {
+        let v: f64 = std::str::from_utf8(self.number(false)?)
+            .ok()?
+            .parse()
+            .ok()?;
+        v.is_finite().then_some(v)
+    }
+
+    fn end(&mut self) -> Option<()> {
+        (self.json.get(self.at..)? == b"}").then_some(())
+    }
+}
+
 /// The length of a record's key text as the processor writes it: the prefix
 /// `{"org_id":"…","usage_date":N,"service":"…"` (the `DailyMessage` field order),
 /// when nothing in it is escaped and the day is written as serde writes it; `None`
 /// for anything else, whose key [`daily_key`] then writes in that form.
 fn fast_key_len(json: &[u8]) -> Option<usize> {
-    fn text(json: &[u8], at: usize, prefix: &[u8]) -> Option<usize> {
-        let rest = json.get(at..)?.strip_prefix(prefix)?;
-        let end = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        (rest[end] == b'"').then_some(at + prefix.len() + end + 1)
+    let mut w = Written::new(json);
+    w.field("org_id")?;
+    w.raw_text()?;
+    w.field("usage_date")?;
+    i32::try_from(w.integer()?).ok()?;
+    w.field("service")?;
+    w.raw_text()?;
+    Some(w.at)
+}
+
+/// A record in the processor's form (its fields in [`SPEED_DAILY`]'s column order,
+/// as `DailyMessage` writes them) read straight into a row (a string's escapes by
+/// serde); `None` for anything else.
+fn written_daily_row(json: &[u8]) -> Option<Row> {
+    let mut w = Written::new(json);
+    let mut row = Vec::with_capacity(SPEED_DAILY.keys.len() + SPEED_DAILY.values.len());
+    for (name, ty) in SPEED_DAILY.columns() {
+        w.field(name)?;
+        row.push(match ty {
+            Cql::Text => Cell::Text(w.any_text()?.into_owned()),
+            Cql::Date => Cell::Date(w.integer()?.try_into().ok()?),
+            Cql::Bigint => Cell::Bigint(w.integer()?),
+            Cql::Int => Cell::Int(w.integer()?.try_into().ok()?),
+            Cql::Double => Cell::Double(w.double()?),
+            Cql::Boolean => return None,
+        });
     }
-    const DAY: &[u8] = b",\"usage_date\":";
-    let at = text(json, 0, b"{\"org_id\":\"")?;
-    json.get(at..)?.starts_with(DAY).then_some(())?;
-    let at = at + DAY.len();
-    let digits = json.get(at..)?.iter().position(|&b| b == b',')?;
-    let day = &json[at..at + digits];
-    let (neg, mag) = match day.strip_prefix(b"-") {
-        Some(m) => (true, m),
-        None => (false, day),
-    };
-    let canonical = !mag.is_empty()
-        && mag.len() <= 10
-        && mag.iter().all(u8::is_ascii_digit)
-        && (mag[0] != b'0' || (mag.len() == 1 && !neg))
-        && std::str::from_utf8(day).ok()?.parse::<i32>().is_ok();
-    canonical.then_some(())?;
-    text(json, at + digits, b",\"service\":\"")
+    w.end()?;
+    Some(row)
+}
+
+/// A `speed.daily_usage` record as a row of [`SPEED_DAILY`].
+fn daily_record_row(json: &[u8]) -> Result<Row> {
+    if let Some(row) = written_daily_row(json) {
+        return Ok(row);
+    }
+    Ok(daily_row(serde_json::from_slice(json)?))
 }
 
 /// A record's key: the bytes of the record that [`fast_key_len`] finds, or the
@@ -122,6 +264,21 @@ struct FlatDaily {
     carbon_kg: f64,
 }
 
+/// A daily row's key, `(org_id, usage_date, service)`, to sort by.
+fn daily_key_cells(r: &[Cell]) -> (&str, i32, &str) {
+    fn text(c: Option<&Cell>) -> &str {
+        match c {
+            Some(Cell::Text(s)) => s.as_str(),
+            _ => "",
+        }
+    }
+    let day = match r.get(1) {
+        Some(Cell::Date(d)) => *d,
+        _ => i32::MIN,
+    };
+    (text(r.first()), day, text(r.get(2)))
+}
+
 /// A `speed.daily_usage` record as a row of [`SPEED_DAILY`] (its columns are
 /// [`DAILY`]'s).
 fn daily_row(m: FlatDaily) -> Row {
@@ -143,26 +300,34 @@ fn daily_row(m: FlatDaily) -> Row {
     ]
 }
 
-/// The last record per key of one partition's range, and the last record read.
+/// The last record per key of one partition's range, decoded, and the last record
+/// read.
 struct LatestPerKey {
     /// A key is the record's own key text, sharing the record's bytes.
-    latest: HashMap<Bytes, Bytes>,
+    latest: Vec<(Bytes, Row)>,
     last: Option<Bytes>,
 }
 
 fn latest_per_key(log: &impl Log, p: u32, from: u64, end: u64) -> Result<LatestPerKey> {
-    let mut out = LatestPerKey {
-        latest: HashMap::new(),
-        last: None,
-    };
+    let mut latest: FxHashMap<Bytes, (u64, Bytes)> = FxHashMap::default();
+    let mut last = None;
     let mut cur = Cursor::new(log, DAILY_TOPIC, p, from, end, undecoded)?;
     while let Some((offset, value)) = cur.next()? {
         let key =
             daily_key(&value).with_context(|| format!("{DAILY_TOPIC}/{p} offset {offset}"))?;
-        out.latest.insert(key, value.clone());
-        out.last = Some(value);
+        latest.insert(key, (offset, value.clone()));
+        last = Some(value);
     }
-    Ok(out)
+    // Only the last record of each key is decoded in full.
+    let latest = latest
+        .into_iter()
+        .map(|(k, (offset, v))| {
+            let row = daily_record_row(&v)
+                .with_context(|| format!("{DAILY_TOPIC}/{p} offset {offset}"))?;
+            Ok((k, row))
+        })
+        .collect::<Result<_>>()?;
+    Ok(LatestPerKey { latest, last })
 }
 
 /// Where a publish of `speed.daily_usage` stopped, per partition: the next offset and
@@ -243,15 +408,11 @@ pub fn speed_rows(
         }
         Ok(out)
     })?;
-    let mut latest: HashMap<Bytes, Bytes> = HashMap::new();
+    let mut latest: FxHashMap<Bytes, Row> = FxHashMap::default();
     let mut positions = SpeedPositions::new();
     for &(p, _, end) in &ranges {
         let part = read.remove(&p).context("a partition not read")??;
-        if latest.is_empty() {
-            latest = part.latest;
-        } else {
-            latest.extend(part.latest);
-        }
+        latest.extend(part.latest);
         let last_crc = match part.last {
             Some(v) => crc32c::crc32c(&v),
             None => since.and_then(|s| s.get(&p)).map_or(0, |x| x.1),
@@ -259,14 +420,8 @@ pub fn speed_rows(
         positions.insert(p, (end, if end == 0 { 0 } else { last_crc }));
     }
     // In key order, so that a publish writes in a stable order.
-    let mut latest: Vec<FlatDaily> = latest
-        .into_values()
-        .map(|v| serde_json::from_slice(&v).context("a speed.daily_usage record"))
-        .collect::<Result<_>>()?;
-    latest.sort_by(|a, b| {
-        (&a.org_id, a.usage_date, &a.service).cmp(&(&b.org_id, b.usage_date, &b.service))
-    });
-    let rows = latest.into_iter().map(daily_row).collect();
+    let mut rows: Vec<Row> = latest.into_values().collect();
+    rows.sort_by(|a, b| daily_key_cells(a).cmp(&daily_key_cells(b)));
     Ok((rows, positions, incremental))
 }
 
@@ -391,13 +546,13 @@ pub fn publish(
             .unwrap_or_default();
         extend_org_ranges(&mut speed_orgs, before);
     }
-    extend_org_ranges(&mut speed_orgs, speed.iter().map(|r| daily_org_range(r)));
+    extend_org_ranges(&mut speed_orgs, daily_org_ranges(&speed));
     let speed_orgs: Vec<OrgRange> = speed_orgs.into_values().collect();
     let speed_orgs_json = serde_json::to_string(&speed_orgs)?;
     report.rows.insert(SPEED_DAILY.name, speed.len());
     report.speed_incremental = incremental;
     let mut orgs: BTreeMap<String, OrgRange> = BTreeMap::new();
-    extend_org_ranges(&mut orgs, daily.iter().map(|r| daily_org_range(r)));
+    extend_org_ranges(&mut orgs, daily_org_ranges(&daily));
     extend_org_ranges(&mut orgs, speed_orgs);
     let orgs: Vec<OrgRange> = orgs.into_values().collect();
     let mut metas: Vec<(&str, String)> = vec![
@@ -502,6 +657,155 @@ mod tests {
         ] {
             assert!(daily_key(&Bytes::from(bad)).is_err(), "{bad}");
         }
+    }
+
+    /// Rows equal cell for cell, doubles bit for bit.
+    fn same_bits(a: &[Cell], b: &[Cell]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                (Cell::Double(x), Cell::Double(y)) => x.to_bits() == y.to_bits(),
+                _ => x == y,
+            })
+    }
+
+    #[test]
+    fn records_read_as_written_equal_serdes_reading() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let texts = [
+            "org_1",
+            "",
+            "ünïcode",
+            "a \"quoted\" name",
+            "tab\there",
+            "back\\slash",
+        ];
+        let mut fast = 0;
+        for _ in 0..5000 {
+            let double = |n: u64| match n % 5 {
+                0 => Some(f64::from_bits(n))
+                    .filter(|v| v.is_finite())
+                    .unwrap_or(1.5),
+                1 => (n % 100_000) as f64 / 1000.0,
+                2 => -((n % 7) as f64),
+                3 => 1e-300 * (n % 10) as f64,
+                _ => 0.1 + (n % 1000) as f64,
+            };
+            let totals = schemas::speed::UsageTotals {
+                events: next() as i64,
+                requests: double(next()),
+                cpu_hours: double(next()),
+                storage_gb_hours: double(next()),
+                cost_usd: double(next()),
+                negative_cost_events: -(next() as i64 % 3),
+                genai_tokens: (next() % 1_000_000) as i64,
+                carbon_kg: double(next()),
+            };
+            let text = |n: u64| texts[(n % texts.len() as u64) as usize].to_owned();
+            let m = DailyMessage {
+                org_id: text(next()),
+                usage_date: next() as i32,
+                service: text(next()),
+                org_name: text(next()),
+                industry: text(next()),
+                plan_tier: text(next()),
+                totals,
+            };
+            let bytes = serde_json::to_vec(&m).unwrap();
+            let by_serde = daily_row(serde_json::from_slice(&bytes).unwrap());
+            let written = written_daily_row(&bytes);
+            // Escapes included: only the record's shape decides.
+            assert!(written.is_some(), "{}", String::from_utf8_lossy(&bytes));
+            if let Some(w) = written {
+                assert!(same_bits(&w, &by_serde), "{w:?} {by_serde:?}");
+                fast += 1;
+            }
+            assert!(same_bits(&daily_record_row(&bytes).unwrap(), &by_serde));
+        }
+        assert!(fast > 100, "{fast}");
+        // Numbers: what JSON allows is read as serde reads it; the rest is serde's
+        // to read (or to refuse).
+        let record = |cost: &str, events: &str| {
+            format!(
+                r#"{{"org_id":"o","usage_date":1,"service":"s","org_name":"n","industry":"i","plan_tier":"p","events":{events},"requests":0.0,"cpu_hours":0.0,"storage_gb_hours":0.0,"cost_usd":{cost},"negative_cost_events":0,"genai_tokens":0,"carbon_kg":0.0}}"#
+            )
+        };
+        for (cost, ok) in [
+            ("0", true),
+            ("-0.5", true),
+            ("-0", true),
+            ("1e5", true),
+            ("1E+5", true),
+            ("2.5e-3", true),
+            ("1.5e-300", true),
+            ("123456789.123456789", true),
+            ("01", false),
+            ("1.", false),
+            (".5", false),
+            ("1e", false),
+            ("1e+", false),
+            ("+1", false),
+            ("-", false),
+            ("", false),
+            ("1e400", false),
+            ("NaN", false),
+            ("inf", false),
+        ] {
+            let json = record(cost, "3");
+            let written = written_daily_row(json.as_bytes());
+            assert_eq!(written.is_some(), ok, "{cost}");
+            let by_serde = serde_json::from_str::<FlatDaily>(&json);
+            if let Some(w) = written {
+                assert!(same_bits(&w, &daily_row(by_serde.unwrap())), "{cost}");
+            }
+        }
+        for (events, ok) in [
+            ("0", true),
+            ("-7", true),
+            ("-0", false),
+            ("1.0", false),
+            ("1e3", false),
+            ("007", false),
+            ("-9223372036854775808", true),
+            ("9223372036854775807", true),
+            ("9223372036854775808", false),
+        ] {
+            let json = record("1.0", events);
+            let written = written_daily_row(json.as_bytes());
+            assert_eq!(written.is_some(), ok, "{events}");
+            if let Some(w) = written {
+                let by_serde = daily_row(serde_json::from_str(&json).unwrap());
+                assert!(same_bits(&w, &by_serde), "{events}");
+            }
+        }
+        // Escapes of every kind in a string; a string or a record cut short.
+        let json = record("1.0", "3").replace(
+            r#""org_name":"n""#,
+            r#""org_name":"a\u00e9\"b\\c\/d\n\ud83d\ude00""#,
+        );
+        let w = written_daily_row(json.as_bytes()).unwrap();
+        assert_eq!(w[3], Cell::Text("aé\"b\\c/d\n😀".into()));
+        assert!(same_bits(
+            &w,
+            &daily_row(serde_json::from_str(&json).unwrap())
+        ));
+        for cut in [json.find("\\u00e9").unwrap() + 3, json.len() - 1] {
+            assert!(
+                written_daily_row(&json.as_bytes()[..cut]).is_none(),
+                "{cut}"
+            );
+            assert!(daily_record_row(&json.as_bytes()[..cut]).is_err(), "{cut}");
+        }
+        // Another field order, a missing field, a field more: serde's.
+        let json = record("1.0", "3");
+        assert!(written_daily_row(json.replacen("}", r#","x":1}"#, 1).as_bytes()).is_none());
+        assert!(written_daily_row(json.replace(r#","carbon_kg":0.0"#, "").as_bytes()).is_none());
+        assert!(daily_record_row(json.replace(r#","carbon_kg":0.0"#, "").as_bytes()).is_err());
     }
 
     #[test]
