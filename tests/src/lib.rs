@@ -244,7 +244,11 @@ pub fn bin(name: &str) -> PathBuf {
         assert!(ok.success(), "cargo test --workspace --no-run");
     });
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join(name)
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    // `cargo test` builds a package's binary only for the package's own integration
+    // tests: every binary package has a `tests/cli.rs`, or its binary here is stale.
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
 }
 
 /// One of the pipeline's binaries, set up to run on `data` (`PIPELINE_DATA_DIR`) with

@@ -271,7 +271,7 @@ fn check_live(data: &Path, addr: &str, org: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, body) = get(addr, &target);
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "{body}");
         let got = rows(&body);
         if !got.is_empty() {
             assert_eq!(got.len(), 1, "{body}");
