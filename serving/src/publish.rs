@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use compactor::cursor::Cursor;
 use eventlog::{Bytes, Log, PartitionReader, StoredRecord};
 use rustc_hash::FxHashMap;
+use schemas::speed::DailyMessage;
 use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
 
 use crate::row::{Cell, Row, rows_from_parquet};
@@ -243,27 +244,6 @@ fn daily_key(value: &Bytes) -> Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
-/// A `speed.daily_usage` record read flat: a `DailyMessage` with its totals'
-/// fields beside the others, as they are in the JSON (serde's `flatten`, which
-/// `DailyMessage` uses, buffers every field first and is several times slower).
-#[derive(Debug, serde::Deserialize)]
-struct FlatDaily {
-    org_id: String,
-    usage_date: i32,
-    service: String,
-    org_name: String,
-    industry: String,
-    plan_tier: String,
-    events: i64,
-    requests: f64,
-    cpu_hours: f64,
-    storage_gb_hours: f64,
-    cost_usd: f64,
-    negative_cost_events: i64,
-    genai_tokens: i64,
-    carbon_kg: f64,
-}
-
 /// A daily row's key, `(org_id, usage_date, service)`, to sort by.
 fn daily_key_cells(r: &[Cell]) -> (&str, i32, &str) {
     fn text(c: Option<&Cell>) -> &str {
@@ -281,7 +261,8 @@ fn daily_key_cells(r: &[Cell]) -> (&str, i32, &str) {
 
 /// A `speed.daily_usage` record as a row of [`SPEED_DAILY`] (its columns are
 /// [`DAILY`]'s).
-fn daily_row(m: FlatDaily) -> Row {
+fn daily_row(m: DailyMessage) -> Row {
+    let t = m.totals;
     vec![
         Cell::Text(m.org_id),
         Cell::Date(m.usage_date),
@@ -289,14 +270,14 @@ fn daily_row(m: FlatDaily) -> Row {
         Cell::Text(m.org_name),
         Cell::Text(m.industry),
         Cell::Text(m.plan_tier),
-        Cell::Bigint(m.events),
-        Cell::Double(m.requests),
-        Cell::Double(m.cpu_hours),
-        Cell::Double(m.storage_gb_hours),
-        Cell::Double(m.cost_usd),
-        Cell::Bigint(m.negative_cost_events),
-        Cell::Bigint(m.genai_tokens),
-        Cell::Double(m.carbon_kg),
+        Cell::Bigint(t.events),
+        Cell::Double(t.requests),
+        Cell::Double(t.cpu_hours),
+        Cell::Double(t.storage_gb_hours),
+        Cell::Double(t.cost_usd),
+        Cell::Bigint(t.negative_cost_events),
+        Cell::Bigint(t.genai_tokens),
+        Cell::Double(t.carbon_kg),
     ]
 }
 
@@ -587,8 +568,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    use schemas::speed::DailyMessage;
-
     fn message() -> DailyMessage {
         DailyMessage {
             org_id: "org_1".into(),
@@ -759,7 +738,7 @@ mod tests {
             let json = record(cost, "3");
             let written = written_daily_row(json.as_bytes());
             assert_eq!(written.is_some(), ok, "{cost}");
-            let by_serde = serde_json::from_str::<FlatDaily>(&json);
+            let by_serde = serde_json::from_str::<DailyMessage>(&json);
             if let Some(w) = written {
                 assert!(same_bits(&w, &daily_row(by_serde.unwrap())), "{cost}");
             }
@@ -819,7 +798,7 @@ mod tests {
             "usage_date".into(),
             crate::row::date_text(m.usage_date).into(),
         );
-        let flat: FlatDaily = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        let flat: DailyMessage = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
         assert_eq!(
             daily_row(flat),
             crate::row::row_from_json(&SPEED_DAILY, &json).unwrap()
