@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use eventlog::{Log, PartitionReader, StoredRecord};
-use schemas::speed::{LateMessage, Lineage, SilverMessage, WindowMessage};
+use schemas::speed::{LateMessage, Lineage, SilverMessage, SilverParts, WindowMessage};
 use schemas::topics::{
     COMMITTED_OUTPUTS, LATE_TOPIC, QUARANTINE_TOPIC, SILVER_TOPIC, WINDOWS_TOPIC,
 };
@@ -87,9 +87,12 @@ fn own_offset(r: StoredRecord) -> Result<(u64, StoredRecord)> {
     Ok((r.offset, r))
 }
 
-fn decode_silver(r: StoredRecord) -> Result<(u64, SilverMessage)> {
-    let m: SilverMessage = serde_json::from_slice(&r.record.value)?;
-    Ok((m.lineage.offset, m))
+/// A silver record's event, flags and raw offset, read as the processor writes it
+/// (serde for anything else); the rest of its lineage is the raw record's, read
+/// there.
+fn decode_silver(r: StoredRecord) -> Result<(u64, SilverParts)> {
+    let parts = SilverMessage::read(&r.record.value)?;
+    Ok((parts.2, parts))
 }
 
 fn decode_quarantine(r: StoredRecord) -> Result<(u64, Reason)> {
@@ -230,7 +233,7 @@ struct Decoded {
 /// reason (outputs of offsets before `o` were compacted by an earlier run).
 fn outcome_of<R: PartitionReader, Q: PartitionReader>(
     o: u64,
-    silver: &mut Cursor<R, SilverMessage>,
+    silver: &mut Cursor<R, SilverParts>,
     quarantine: &mut Cursor<Q, Reason>,
 ) -> Result<std::result::Result<(SilverEvent, EventFlags), Reason>> {
     while silver.peek()?.is_some_and(|(ro, _)| *ro < o) {
@@ -240,8 +243,8 @@ fn outcome_of<R: PartitionReader, Q: PartitionReader>(
         quarantine.pop();
     }
     if silver.peek()?.is_some_and(|(ro, _)| *ro == o) {
-        let (_, msg) = silver.pop().context("peeked")?;
-        Ok(Ok((msg.event, msg.flags)))
+        let (_, (event, flags, _)) = silver.pop().context("peeked")?;
+        Ok(Ok((event, flags)))
     } else if quarantine.peek()?.is_some_and(|(ro, _)| *ro == o) {
         Ok(Err(quarantine.pop().context("peeked")?.1))
     } else {

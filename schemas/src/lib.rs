@@ -19,6 +19,7 @@ pub mod speed;
 pub mod stats;
 pub mod time;
 pub mod topics;
+pub mod written;
 
 pub use event::{BronzeEvent, EventFlags, SilverEvent, parse_event, validate_event};
 pub use master::{

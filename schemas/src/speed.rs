@@ -127,6 +127,127 @@ pub struct SilverMessage {
     pub lineage: Lineage,
 }
 
+/// What a reader of `silver.usage_events` needs of a record: the event, its flags
+/// and the raw offset it came from.
+pub type SilverParts = (SilverEvent, EventFlags, u64);
+
+impl SilverMessage {
+    /// A silver record read as the processor writes it, field by field
+    /// ([`crate::written`]); serde reads anything else (or refuses it).
+    pub fn read(json: &[u8]) -> serde_json::Result<SilverParts> {
+        match Self::read_written(json) {
+            Some(parts) => Ok(parts),
+            None => {
+                let m: SilverMessage = serde_json::from_slice(json)?;
+                Ok((m.event, m.flags, m.lineage.offset))
+            }
+        }
+    }
+
+    /// The record in the processor's form (the fields of `SilverMessage`,
+    /// `SilverEvent`, `EventFlags` and `Lineage` in their structs' order), or `None`.
+    pub fn read_written(json: &[u8]) -> Option<SilverParts> {
+        use crate::written::Written;
+        fn text(w: &mut Written<'_>) -> Option<String> {
+            w.any_text().map(std::borrow::Cow::into_owned)
+        }
+        fn flag(w: &mut Written<'_>, name: &str) -> Option<bool> {
+            w.field(name)?;
+            w.boolean()
+        }
+        let mut w = Written::new(json);
+        w.object("event")?;
+        w.field("event_id")?;
+        let event_id = text(&mut w)?;
+        w.field("ts_micros")?;
+        let ts_micros = w.integer()?;
+        w.field("usage_date")?;
+        let usage_date = w.integer()?.try_into().ok()?;
+        w.field("org_id")?;
+        let org_id = text(&mut w)?;
+        w.field("resource_id")?;
+        let resource_id = text(&mut w)?;
+        w.field("service")?;
+        let service = text(&mut w)?;
+        w.field("region")?;
+        let region = text(&mut w)?;
+        w.field("metric")?;
+        let metric = text(&mut w)?;
+        w.field("value")?;
+        let value = w.opt_double()?;
+        w.field("unit")?;
+        let unit = text(&mut w)?;
+        w.field("cost_usd")?;
+        let cost_usd = w.double()?;
+        w.field("schema_version")?;
+        let schema_version = w.integer()?.try_into().ok()?;
+        w.field("carbon_kg")?;
+        let carbon_kg = w.opt_double()?;
+        w.field("genai_tokens")?;
+        let genai_tokens = w.opt_integer()?;
+        w.field("org_name")?;
+        let org_name = text(&mut w)?;
+        w.field("industry")?;
+        let industry = text(&mut w)?;
+        w.field("plan_tier")?;
+        let plan_tier = text(&mut w)?;
+        w.field("hq_region")?;
+        let hq_region = text(&mut w)?;
+        w.field("resource_state")?;
+        let resource_state = text(&mut w)?;
+        w.field("resource_created_at")?;
+        let resource_created_at = w.integer()?.try_into().ok()?;
+        w.close()?;
+        w.object("flags")?;
+        let flags = EventFlags {
+            unit_imputed: flag(&mut w, "unit_imputed")?,
+            cost_negative: flag(&mut w, "cost_negative")?,
+            cost_spike: flag(&mut w, "cost_spike")?,
+            tokens_misplaced: flag(&mut w, "tokens_misplaced")?,
+            before_resource: flag(&mut w, "before_resource")?,
+        };
+        w.close()?;
+        w.object("lineage")?;
+        w.field("source_file")?;
+        w.opt_text()?;
+        w.field("line_no")?;
+        w.opt_integer()?;
+        w.field("topic")?;
+        w.any_text()?;
+        w.field("partition")?;
+        w.integer()?;
+        w.field("offset")?;
+        let offset = w.integer()?.try_into().ok()?;
+        w.field("ingest_ms")?;
+        w.integer()?;
+        w.close()?;
+        w.end()?;
+        let event = SilverEvent {
+            event_id,
+            ts_micros,
+            usage_date,
+            org_id,
+            resource_id,
+            service,
+            region,
+            metric,
+            value,
+            unit,
+            cost_usd,
+            schema_version,
+            carbon_kg,
+            genai_tokens,
+            org_name,
+            industry,
+            plan_tier,
+            hq_region,
+            resource_state,
+            resource_created_at,
+        };
+        Some((event, flags, offset))
+    }
+}
+
 /// Declares the flat form a message with flattened totals is read from: its own
 /// fields, then [`UsageTotals`]' fields beside them, as the JSON has them. (serde's
 /// `flatten` buffers every field of a record before reading any, which made reading
@@ -296,5 +417,110 @@ mod tests {
         assert_eq!((r.window_start, r.totals.events), (1, 3));
         let missing = reordered.replace(r#""carbon_kg":0.0,"#, "");
         assert!(serde_json::from_str::<WindowMessage>(&missing).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn silver_records_read_as_written_equal_serdes_reading() {
+        let mut x = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let texts = [
+            "evt-1",
+            "",
+            "ünïcode",
+            "a \"quoted\" name",
+            "tab\there",
+            "back\\slash",
+        ];
+        let double = |n: u64| match n % 4 {
+            0 => Some(f64::from_bits(n))
+                .filter(|v| v.is_finite())
+                .unwrap_or(2.5),
+            1 => (n % 100_000) as f64 / 1000.0,
+            2 => -((n % 7) as f64) - 0.0,
+            _ => 0.1 + (n % 1000) as f64,
+        };
+        for _ in 0..3000 {
+            let t = |n: u64| texts[(n % texts.len() as u64) as usize].to_owned();
+            let event = SilverEvent {
+                event_id: t(next()),
+                ts_micros: next() as i64,
+                usage_date: next() as i32,
+                org_id: t(next()),
+                resource_id: t(next()),
+                service: t(next()),
+                region: t(next()),
+                metric: t(next()),
+                value: None,
+                unit: t(next()),
+                cost_usd: 0.0,
+                schema_version: (next() % 3) as u8,
+                carbon_kg: None,
+                genai_tokens: None,
+                org_name: t(next()),
+                industry: t(next()),
+                plan_tier: t(next()),
+                hq_region: t(next()),
+                resource_state: t(next()),
+                resource_created_at: next() as i32,
+            };
+            let n = next();
+            let event = SilverEvent {
+                value: (n % 3 != 0).then(|| double(next())),
+                cost_usd: double(next()),
+                carbon_kg: (n % 5 != 0).then(|| double(next())),
+                genai_tokens: (n % 7 != 0).then(|| next() as i64),
+                ..event
+            };
+            let b = next();
+            let flags = EventFlags {
+                unit_imputed: b & 1 != 0,
+                cost_negative: b & 2 != 0,
+                cost_spike: b & 4 != 0,
+                tokens_misplaced: b & 8 != 0,
+                before_resource: b & 16 != 0,
+            };
+            let lineage = Lineage {
+                source_file: (b & 32 != 0).then(|| "events/part-1.jsonl".into()),
+                line_no: (b & 64 != 0).then(|| (next() % 1000) as i64),
+                topic: "raw.usage_events".into(),
+                partition: (next() % 4) as u32,
+                offset: next() >> 1,
+                ingest_ms: next() as i64,
+            };
+            let m = SilverMessage {
+                event,
+                flags,
+                lineage,
+            };
+            let json = serde_json::to_vec(&m).unwrap();
+            let (e, f, o) = SilverMessage::read_written(&json)
+                .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&json)));
+            let back: SilverMessage = serde_json::from_slice(&json).unwrap();
+            // Bit for bit: through JSON, as serde reads it.
+            assert_eq!(format!("{e:?}"), format!("{:?}", back.event));
+            assert_eq!((f, o), (back.flags, back.lineage.offset));
+            assert_eq!(e.cost_usd.to_bits(), back.event.cost_usd.to_bits());
+        }
+        // Another shape is serde's: a field more is read by serde, a field less is
+        // refused by it.
+        let m = SilverMessage {
+            event: serde_json::from_str(r#"{"event_id":"e","ts_micros":1,"usage_date":0,"org_id":"o","resource_id":"r","service":"s","region":"g","metric":"m","value":null,"unit":"u","cost_usd":1.0,"schema_version":2,"carbon_kg":null,"genai_tokens":null,"org_name":"n","industry":"i","plan_tier":"p","hq_region":"h","resource_state":"a","resource_created_at":-1}"#).unwrap(),
+            flags: EventFlags::default(),
+            lineage: Lineage::from_headers(None, None, "raw.usage_events", 0, 7, 0),
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(SilverMessage::read_written(json.as_bytes()).is_some());
+        let more = json.replacen(r#""event":{"#, r#""event":{"x":1,"#, 1);
+        assert!(SilverMessage::read_written(more.as_bytes()).is_none());
+        assert_eq!(SilverMessage::read(more.as_bytes()).unwrap().2, 7);
+        let less = json.replacen(r#","unit":"u""#, "", 1);
+        assert!(SilverMessage::read(less.as_bytes()).is_err());
+        assert!(SilverMessage::read(&json.as_bytes()[..json.len() - 1]).is_err());
     }
 }

@@ -11,6 +11,7 @@ use eventlog::{Bytes, Log, PartitionReader, StoredRecord};
 use rustc_hash::FxHashMap;
 use schemas::speed::DailyMessage;
 use schemas::topics::{COMMITTED_OUTPUTS, DAILY_TOPIC};
+use schemas::written::Written;
 
 use crate::row::{Cell, Row, rows_from_parquet};
 use crate::{
@@ -56,134 +57,6 @@ struct DailyKey<'a> {
     service: std::borrow::Cow<'a, str>,
 }
 
-/// Reads a JSON object written the way the processor writes it (serde_json,
-/// compact, fields in a known order), field by field. Anything else (an escape in a
-/// string, another order, a number serde would not write) makes a read `None`, and
-/// the caller falls back to serde.
-struct Written<'a> {
-    json: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Written<'a> {
-    fn new(json: &'a [u8]) -> Self {
-        Written { json, at: 0 }
-    }
-
-    fn expect(&mut self, bytes: &[u8]) -> Option<()> {
-        self.json.get(self.at..)?.starts_with(bytes).then_some(())?;
-        self.at += bytes.len();
-        Some(())
-    }
-
-    /// `{"name":` for the first field, `,"name":` for the others.
-    fn field(&mut self, name: &str) -> Option<()> {
-        self.expect(if self.at == 0 { b"{\"" } else { b",\"" })?;
-        self.expect(name.as_bytes())?;
-        self.expect(b"\":")
-    }
-
-    /// A string with nothing escaped in it, as its bytes.
-    fn raw_text(&mut self) -> Option<&'a [u8]> {
-        self.expect(b"\"")?;
-        let rest = &self.json[self.at..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        (rest[end] == b'"').then_some(())?;
-        self.at += end + 1;
-        Some(&rest[..end])
-    }
-
-    /// A string, its escapes (if any) read by serde.
-    fn any_text(&mut self) -> Option<std::borrow::Cow<'a, str>> {
-        let start = self.at;
-        if let Some(t) = self.raw_text() {
-            return std::str::from_utf8(t).ok().map(Into::into);
-        }
-        self.at = start;
-        let rest = self.json.get(start..)?.strip_prefix(b"\"")?;
-        let mut i = 0;
-        while *rest.get(i)? != b'"' {
-            i += if rest[i] == b'\\' { 2 } else { 1 };
-        }
-        let quoted = &self.json[start..start + i + 2];
-        self.at = start + i + 2;
-        serde_json::from_slice::<String>(quoted)
-            .ok()
-            .map(Into::into)
-    }
-
-    /// A number's text, up to the next `,` or `}`, if it is what JSON allows:
-    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; `integer` allows no fraction,
-    /// no exponent and no `-0` (serde reads those as floats).
-    fn number(&mut self, integer: bool) -> Option<&'a [u8]> {
-        let rest = &self.json[self.at..];
-        let digits = |mut i: usize| {
-            while rest.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            i
-        };
-        let start = usize::from(rest.first() == Some(&b'-'));
-        let mut i = digits(start);
-        let int = i - start;
-        if int == 0 || (int > 1 && rest[start] == b'0') {
-            return None;
-        }
-        if integer {
-            if start == 1 && rest[1] == b'0' {
-                return None;
-            }
-        } else {
-            if rest.get(i) == Some(&b'.') {
-                let end = digits(i + 1);
-                (end > i + 1).then_some(())?;
-                i = end;
-            }
-            if matches!(rest.get(i), Some(b'e' | b'E')) {
-                i += 1 + usize::from(matches!(rest.get(i + 1), Some(b'+' | b'-')));
-                let end = digits(i);
-                (end > i).then_some(())?;
-                i = end;
-            }
-        }
-        matches!(rest.get(i), Some(b',' | b'}')).then_some(())?;
-        self.at += i;
-        Some(&rest[..i])
-    }
-
-    /// An integer (see [`Written::number`]), if it fits an i64.
-    fn integer(&mut self) -> Option<i64> {
-        let tok = self.number(true)?;
-        let (neg, digits) = match tok.strip_prefix(b"-") {
-            Some(d) => (true, d),
-            None => (false, tok),
-        };
-        // Summed negative, so that i64::MIN fits.
-        let mut v: i64 = 0;
-        for &d in digits {
-            v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
-        }
-        if neg { Some(v) } else { v.checked_neg() }
-    }
-
-    /// A double (see [`Written::number`]), read by Rust's own parser, correctly
-    /// rounded as serde's (`float_roundtrip`) is, so the two give the same bits. Out
-    /// of range is `None` (serde's error), not an infinity.
-    fn double(&mut self) -> Option<f64> {
-        let v: f64 = std::str::from_utf8(self.number(false)?)
-            .ok()?
-            .parse()
-            .ok()?;
-        v.is_finite().then_some(v)
-    }
-
-    fn end(&mut self) -> Option<()> {
-        (self.json.get(self.at..)? == b"}").then_some(())
-    }
-}
-
 /// The length of a record's key text as the processor writes it: the prefix
 /// `{"org_id":"…","usage_date":N,"service":"…"` (the `DailyMessage` field order),
 /// when nothing in it is escaped and the day is written as serde writes it; `None`
@@ -196,7 +69,7 @@ fn fast_key_len(json: &[u8]) -> Option<usize> {
     i32::try_from(w.integer()?).ok()?;
     w.field("service")?;
     w.raw_text()?;
-    Some(w.at)
+    Some(w.position())
 }
 
 /// A record in the processor's form (its fields in [`SPEED_DAILY`]'s column order,
