@@ -830,13 +830,21 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         self.log.flush()?;
         let mut b = self.state.batch();
+        // In key order (see the dedup ids below): each column family's keys then
+        // come in order. A key changes at most once per batch (a window is either
+        // still open and put, or closed and deleted; a day is drained from a map).
+        batch_state.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         for (cf, k, v) in batch_state {
             match v {
                 Some(v) => b.put(cf, &k, &v)?,
                 None => b.delete(cf, &k)?,
             }
         }
-        for (id, seen) in self.dedup.drain() {
+        // In key order: RocksDB's memtable (a skip list) inserts a key next to the
+        // one before it more cheaply than at a random place, and event ids are random.
+        let mut seen: Vec<_> = self.dedup.drain().collect();
+        seen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (id, seen) in seen {
             b.put(CF_DEDUP, id.as_bytes(), &seen.encode())?;
         }
         for (k, row) in self.master_rows.drain() {
