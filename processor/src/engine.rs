@@ -301,13 +301,24 @@ fn lineage(rec: &StoredRecord, topic: &str, p: u32) -> Lineage {
 fn json_record(key: &str, value: &impl serde::Serialize, ts_ms: i64) -> Result<Record> {
     let mut buf = Vec::with_capacity(1024);
     serde_json::to_writer(&mut buf, value).map_err(|e| Error::Config(format!("encode: {e}")))?;
-    let value = buf;
-    Ok(Record {
+    Ok(record(key, buf, ts_ms))
+}
+
+/// A record of the JSON a hot message writes itself (`write_json`: the bytes serde
+/// would give, written directly).
+fn written_record(key: &str, write: impl FnOnce(&mut Vec<u8>), ts_ms: i64) -> Record {
+    let mut buf = Vec::with_capacity(1024);
+    write(&mut buf);
+    record(key, buf, ts_ms)
+}
+
+fn record(key: &str, value: Vec<u8>, ts_ms: i64) -> Record {
+    Record {
         key: Some(Bytes::copy_from_slice(key.as_bytes())),
         value: value.into(),
         headers: Vec::new(),
         timestamp_ms: ts_ms,
-    })
+    }
 }
 
 fn quarantine_record(
@@ -690,7 +701,7 @@ impl<'a, L: Log> Processor<'a, L> {
             flags,
             lineage: lineage(&rec, &topic, p),
         };
-        let r = json_record(&org, &msg, ts_ms)?;
+        let r = written_record(&org, |b| msg.write_json(b), ts_ms);
         self.out(SILVER_TOPIC, p, r);
         self.on_watermark(i, false)
     }
@@ -730,7 +741,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 window_end: start + WINDOW_MICROS,
                 totals,
             };
-            let r = json_record(&org, &msg, (start + WINDOW_MICROS) / 1000)?;
+            let r = written_record(&org, |b| msg.write_json(b), (start + WINDOW_MICROS) / 1000);
             self.out(WINDOWS_TOPIC, p, r);
         }
         Ok(())

@@ -144,6 +144,49 @@ impl SilverMessage {
         }
     }
 
+    /// The record as JSON, the bytes `serde_json::to_vec` gives, written directly
+    /// ([`crate::written::Writer`]).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let (e, f, l) = (&self.event, &self.flags, &self.lineage);
+        let mut w = crate::written::Writer::object(out);
+        w.open("event");
+        w.field("event_id").text(&e.event_id);
+        w.field("ts_micros").int(e.ts_micros);
+        w.field("usage_date").int(e.usage_date);
+        w.field("org_id").text(&e.org_id);
+        w.field("resource_id").text(&e.resource_id);
+        w.field("service").text(&e.service);
+        w.field("region").text(&e.region);
+        w.field("metric").text(&e.metric);
+        w.field("value").opt_double(e.value);
+        w.field("unit").text(&e.unit);
+        w.field("cost_usd").double(e.cost_usd);
+        w.field("schema_version").int(e.schema_version);
+        w.field("carbon_kg").opt_double(e.carbon_kg);
+        w.field("genai_tokens").opt_int(e.genai_tokens);
+        w.field("org_name").text(&e.org_name);
+        w.field("industry").text(&e.industry);
+        w.field("plan_tier").text(&e.plan_tier);
+        w.field("hq_region").text(&e.hq_region);
+        w.field("resource_state").text(&e.resource_state);
+        w.field("resource_created_at").int(e.resource_created_at);
+        w.close();
+        w.open("flags");
+        for (name, v) in EventFlags::NAMES.iter().zip(f.values()) {
+            w.field(name).boolean(v);
+        }
+        w.close();
+        w.open("lineage");
+        w.field("source_file").opt_text(l.source_file.as_deref());
+        w.field("line_no").opt_int(l.line_no);
+        w.field("topic").text(&l.topic);
+        w.field("partition").int(l.partition);
+        w.field("offset").int(l.offset);
+        w.field("ingest_ms").int(l.ingest_ms);
+        w.close();
+        w.close();
+    }
+
     /// The record in the processor's form (the fields of `SilverMessage`,
     /// `SilverEvent`, `EventFlags` and `Lineage` in their structs' order), or `None`.
     pub fn read_written(json: &[u8]) -> Option<SilverParts> {
@@ -316,6 +359,28 @@ pub struct WindowMessage {
     pub totals: UsageTotals,
 }
 
+impl WindowMessage {
+    /// The record as JSON, the bytes `serde_json::to_vec` gives (the totals beside
+    /// the other fields), written directly ([`crate::written::Writer`]).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let t = &self.totals;
+        let mut w = crate::written::Writer::object(out);
+        w.field("org_id").text(&self.org_id);
+        w.field("service").text(&self.service);
+        w.field("window_start").int(self.window_start);
+        w.field("window_end").int(self.window_end);
+        w.field("events").int(t.events);
+        w.field("requests").double(t.requests);
+        w.field("cpu_hours").double(t.cpu_hours);
+        w.field("storage_gb_hours").double(t.storage_gb_hours);
+        w.field("cost_usd").double(t.cost_usd);
+        w.field("negative_cost_events").int(t.negative_cost_events);
+        w.field("genai_tokens").int(t.genai_tokens);
+        w.field("carbon_kg").double(t.carbon_kg);
+        w.close();
+    }
+}
+
 /// A record of `speed.daily_usage`: the running totals of one `(org_id, usage_date,
 /// service)`, with the columns of the gold daily mart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -393,6 +458,26 @@ mod tests {
             totals,
         };
         let json = serde_json::to_string(&w).unwrap();
+        // Written directly, the same bytes as serde's; a non-finite double is null in
+        // both.
+        for w in [
+            w.clone(),
+            WindowMessage {
+                totals: UsageTotals {
+                    cost_usd: f64::NAN,
+                    requests: f64::NEG_INFINITY,
+                    ..totals
+                },
+                ..w.clone()
+            },
+        ] {
+            let mut written = Vec::new();
+            w.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&w).unwrap()
+            );
+        }
         // Written flat: the totals beside the other fields.
         assert!(
             json.contains(r#""window_end":9223372036854775807,"events":3,"#),
@@ -499,6 +584,12 @@ mod tests {
                 lineage,
             };
             let json = serde_json::to_vec(&m).unwrap();
+            let mut written = Vec::new();
+            m.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&json)
+            );
             let (e, f, o) = SilverMessage::read_written(&json)
                 .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&json)));
             let back: SilverMessage = serde_json::from_slice(&json).unwrap();
