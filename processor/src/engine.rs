@@ -842,9 +842,8 @@ impl<'a, L: Log> Processor<'a, L> {
         self.log.flush()?;
         let mut b = self.state.batch();
         // In key order (see the dedup ids below): each column family's keys then
-        // come in order. A key changes at most once per batch (a window is either
-        // still open and put, or closed and deleted; a day is drained from a map).
-        batch_state.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        // come in order. Stable, so that of two changes of one key the later wins.
+        batch_state.sort_by(|a, b| a.1.cmp(&b.1));
         for (cf, k, v) in batch_state {
             match v {
                 Some(v) => b.put(cf, &k, &v)?,

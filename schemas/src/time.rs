@@ -37,6 +37,51 @@ pub fn days_to_date(days: i32) -> Option<NaiveDate> {
     EPOCH.checked_add_signed(chrono::Duration::days(i64::from(days)))
 }
 
+/// A day number as `YYYY-MM-DD`, as chrono writes its date (empty if it is no date).
+pub fn date_text(days: i32) -> String {
+    let mut out = Vec::with_capacity(10);
+    push_date(days, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Appends [`date_text`] to `out`: by arithmetic for years 0 to 9999 (what a hot path
+/// meets), by chrono otherwise.
+pub fn push_date(days: i32, out: &mut Vec<u8>) {
+    let (y, m, d) = civil_from_days(days);
+    if (0..=9999).contains(&y) {
+        let (y, m, d) = (y as u32, m as u8, d as u8);
+        out.extend_from_slice(&[
+            b'0' + (y / 1000) as u8,
+            b'0' + (y / 100 % 10) as u8,
+            b'0' + (y / 10 % 10) as u8,
+            b'0' + (y % 10) as u8,
+            b'-',
+            b'0' + m / 10,
+            b'0' + m % 10,
+            b'-',
+            b'0' + d / 10,
+            b'0' + d % 10,
+        ]);
+    } else if let Some(d) = days_to_date(days) {
+        out.extend_from_slice(d.to_string().as_bytes());
+    }
+}
+
+/// The proleptic Gregorian year, month and day of a day number (days since
+/// 1970-01-01), by Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: i32) -> (i64, u32, u32) {
+    let z = i64::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m as u32, d as u32)
+}
+
 /// Midnight UTC of a date, in microseconds.
 pub fn date_to_micros(d: NaiveDate) -> i64 {
     i64::from(date_to_days(d)) * 86_400_000_000
@@ -51,6 +96,21 @@ pub fn format_micros(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_written_as_chrono_writes_them() {
+        // Days of years -1 to 10000 (every seventh, so every weekday of every month
+        // comes by), and beyond.
+        for days in (-719_893..=2_932_897)
+            .step_by(7)
+            .chain([-800_000, 3_000_000])
+        {
+            let chrono = days_to_date(days).map(|d| d.to_string());
+            assert_eq!(Some(date_text(days)), chrono, "{days}");
+        }
+        assert_eq!(date_text(20_271), "2025-07-02");
+        assert_eq!(date_text(i32::MAX), "");
+    }
 
     #[test]
     fn offset_moves_the_utc_date() {

@@ -1,8 +1,9 @@
 //! Typed rows of the serving tables: one [`Cell`] per column, in the table's column
 //! order ([`TableDef::columns`]). A publish builds them straight from the marts'
 //! Arrow columns and from the real-time records, and each backend writes them as it
-//! stores them: the embedded store as a key and a JSON value, Cassandra as bound
-//! values of a prepared statement. Queries read rows back as JSON maps.
+//! stores them: the embedded store as a key and binary cells ([`encode_row`]),
+//! Cassandra as bound values of a prepared statement. Queries read rows back as JSON
+//! maps.
 
 use std::path::Path;
 
@@ -88,40 +89,18 @@ impl Cell {
         }
     }
 
-    /// Appends the value as JSON: the same text as [`Cell::to_json`] serialized.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        match self {
-            Cell::Null => out.extend_from_slice(b"null"),
-            Cell::Text(s) => write_json_str(s, out),
-            Cell::Date(d) => {
-                out.push(b'"');
-                push_date(*d, out);
-                out.push(b'"');
-            }
-            // A finite f64 or an integer always serializes.
-            Cell::Double(v) if v.is_finite() => {
-                let _ = serde_json::to_writer(&mut *out, v);
-            }
-            Cell::Double(_) => out.extend_from_slice(b"null"),
-            Cell::Bigint(v) => {
-                let _ = serde_json::to_writer(&mut *out, v);
-            }
-            Cell::Int(v) => {
-                let _ = serde_json::to_writer(&mut *out, v);
-            }
-            Cell::Boolean(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
-        }
-    }
-
     /// Appends the value as a key's text: what [`crate::key_text`] gives for its JSON
     /// (dates `YYYY-MM-DD`, which sort as dates do; null empty).
     pub fn push_key_text(&self, out: &mut Vec<u8>) {
         match self {
-            Cell::Null => {}
-            Cell::Double(v) if !v.is_finite() => {}
             Cell::Text(s) => out.extend_from_slice(s.as_bytes()),
-            Cell::Date(d) => push_date(*d, out),
-            other => other.write_json(out),
+            Cell::Date(d) => schemas::time::push_date(*d, out),
+            // A number or a boolean as JSON writes it (a non-finite double: null,
+            // empty).
+            other => match other.to_json() {
+                Value::Null => {}
+                v => out.extend_from_slice(v.to_string().as_bytes()),
+            },
         }
     }
 
@@ -133,58 +112,9 @@ impl Cell {
     }
 }
 
-/// A string as JSON: copied as it is when nothing in it needs an escape.
-fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
-}
-
 /// A day number as `YYYY-MM-DD` (empty if it is no date).
 pub fn date_text(days: i32) -> String {
-    let mut out = Vec::with_capacity(10);
-    push_date(days, &mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn push_date(days: i32, out: &mut Vec<u8>) {
-    let (y, m, d) = civil_from_days(days);
-    if (0..=9999).contains(&y) {
-        let (y, m, d) = (y as u32, m as u8, d as u8);
-        out.extend_from_slice(&[
-            b'0' + (y / 1000) as u8,
-            b'0' + (y / 100 % 10) as u8,
-            b'0' + (y / 10 % 10) as u8,
-            b'0' + (y % 10) as u8,
-            b'-',
-            b'0' + m / 10,
-            b'0' + m % 10,
-            b'-',
-            b'0' + d / 10,
-            b'0' + d % 10,
-        ]);
-    } else if let Some(d) = schemas::time::days_to_date(days) {
-        out.extend_from_slice(d.to_string().as_bytes());
-    }
-}
-
-/// The proleptic Gregorian year, month and day of a day number (days since
-/// 1970-01-01), by Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i32) -> (i64, u32, u32) {
-    let z = i64::from(days) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m as u32, d as u32)
+    schemas::time::date_text(days)
 }
 
 impl TableDef {
@@ -404,7 +334,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn cells_write_the_json_serde_writes() {
+    fn key_text_is_the_text_of_the_json_value() {
         let cells = [
             Cell::Null,
             Cell::Text("plain".into()),
@@ -421,9 +351,6 @@ mod tests {
             Cell::Boolean(true),
         ];
         for c in cells {
-            let mut out = Vec::new();
-            c.write_json(&mut out);
-            assert_eq!(out, serde_json::to_vec(&c.to_json()).unwrap(), "{c:?}");
             let mut key = Vec::new();
             c.push_key_text(&mut key);
             assert_eq!(
@@ -434,12 +361,6 @@ mod tests {
         }
         assert_eq!(date_text(20_271), "2025-07-02");
         assert_eq!(date_text(-719_529), "-0001-12-31");
-        // Days of years -1 to 10000 (every seventh, so every weekday of every month
-        // comes by) read as chrono reads them.
-        for days in (-719_893..=2_932_897).step_by(7) {
-            let chrono = schemas::time::days_to_date(days).map(|d| d.to_string());
-            assert_eq!(Some(date_text(days)), chrono, "{days}");
-        }
         assert_eq!(date_text(i32::MAX), "");
     }
 
