@@ -225,8 +225,18 @@ struct Decoded {
     lineage: Lineage,
     value: eventlog::Bytes,
     outcome: std::result::Result<(SilverEvent, EventFlags), Reason>,
-    /// The typed event, when it belongs in bronze.
-    bronze: Option<BronzeEvent>,
+    bronze: BronzeRow,
+}
+
+/// Where a record's bronze row comes from.
+enum BronzeRow {
+    /// Not in bronze: quarantined before it could be typed, or a duplicate.
+    None,
+    /// The typed line (boxed: most rows are rebuilt from silver instead).
+    Typed(Box<BronzeEvent>),
+    /// Rebuilt from the kept event's silver record ([`BronzeEvent::of_kept`]), its
+    /// strings borrowed when the row is written.
+    OfKept,
 }
 
 /// What the processor made of raw offset `o`: its silver message or its quarantine
@@ -360,19 +370,22 @@ impl<L: Log> Decoder<'_, L> {
                             .with_context(|| format!("{topic}/{p} offset {o}"))?;
                         (outcome, None)
                     };
+                    let kept_but = |r: Reason| anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}");
                     let bronze = match &outcome {
-                        Ok((e, flags)) => Some(
-                            match parsed {
-                                Some(typed) => typed,
-                                None => BronzeEvent::of_kept(e, flags)
-                                    .map_or_else(|| parse_event(&value), Ok),
+                        Ok((e, flags)) => match parsed {
+                            Some(typed) => BronzeRow::Typed(Box::new(typed.map_err(kept_but)?)),
+                            None if BronzeEvent::of_kept(e, flags).is_some() => BronzeRow::OfKept,
+                            None => {
+                                BronzeRow::Typed(Box::new(parse_event(&value).map_err(kept_but)?))
                             }
-                            .map_err(|r| anyhow::anyhow!("{topic}/{p}@{o}: kept but {r:?}"))?,
-                        ),
+                        },
                         Err(reason) if reason.in_bronze() => {
-                            parsed.unwrap_or_else(|| parse_event(&value)).ok()
+                            match parsed.unwrap_or_else(|| parse_event(&value)) {
+                                Ok(typed) => BronzeRow::Typed(Box::new(typed)),
+                                Err(_) => BronzeRow::None,
+                            }
                         }
-                        Err(_) => None,
+                        Err(_) => BronzeRow::None,
                     };
                     // Free what the writer is done with, here where it was allocated.
                     while let Ok(done) = written.try_recv() {
@@ -709,7 +722,12 @@ where
                     let l = &d.lineage;
                     let value = &d.value;
                     let mut cells = recycle(std::mem::take(&mut spare));
-                    if let Some(b) = &d.bronze {
+                    let bronze = match (&d.bronze, &d.outcome) {
+                        (BronzeRow::Typed(b), _) => Some(b.borrowed()),
+                        (BronzeRow::OfKept, Ok((e, flags))) => BronzeEvent::of_kept(e, flags),
+                        _ => None,
+                    };
+                    if let Some(b) = bronze {
                         rows::bronze_event_row(&mut cells, b, l);
                         sinks
                             .bronze

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use schemas::arrow::{bronze_schema, quarantine_schema, silver_schema, timestamp_type};
 use schemas::speed::{LateMessage, Lineage, WindowMessage};
 use schemas::time::{date_to_days, days_to_date, micros_to_date};
-use schemas::{BronzeEvent, EventFlags, MasterFlags, MasterRecord, Reason, SilverEvent, Source};
+use schemas::{BronzeRef, EventFlags, MasterFlags, MasterRecord, Reason, SilverEvent, Source};
 
 use crate::table::{Cell, TableSpec};
 
@@ -103,19 +103,19 @@ fn lineage_cells<'a>(out: &mut Vec<Cell<'a>>, l: &'a Lineage) {
 }
 
 /// A bronze usage event: typed as parsed, before the domain and enrichment rules.
-pub fn bronze_event_row<'a>(out: &mut Vec<Cell<'a>>, e: &'a BronzeEvent, l: &'a Lineage) {
+pub fn bronze_event_row<'a>(out: &mut Vec<Cell<'a>>, e: BronzeRef<'a>, l: &'a Lineage) {
     out.clear();
     out.extend([
-        Cell::Str(&e.event_id),
+        Cell::Str(e.event_id),
         Cell::Ts(e.ts_micros),
         micros_to_date(e.ts_micros).map_or(Cell::Null, days),
-        Cell::from(e.org_id.as_deref()),
-        Cell::from(e.resource_id.as_deref()),
-        Cell::from(e.service.as_deref()),
-        Cell::from(e.region.as_deref()),
-        Cell::from(e.metric.as_deref()),
+        Cell::from(e.org_id),
+        Cell::from(e.resource_id),
+        Cell::from(e.service),
+        Cell::from(e.region),
+        Cell::from(e.metric),
         Cell::from(e.value),
-        Cell::from(e.unit.as_deref()),
+        Cell::from(e.unit),
         Cell::F64(e.cost_usd),
         Cell::I32(i32::from(e.schema_version)),
         Cell::from(e.carbon_kg),

@@ -17,6 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 /// One value of a row, in the column's Arrow type.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -216,11 +217,33 @@ impl Rows {
     }
 }
 
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Columns whose values are (nearly) all distinct: ids, times, measures, positions.
+/// A dictionary would hold every value once more, and interning them is a large share
+/// of writing; they are written plain.
+const DISTINCT_COLUMNS: &[&str] = &[
+    "event_id",
+    "timestamp",
+    "event_time",
+    "value",
+    "cost_usd",
+    "carbon_kg",
+    "ingest_ts",
+    "line_no",
+    "offset",
+    "raw_offset",
+    "record",
+];
+
+pub fn writer_properties(schema: &Schema) -> WriterProperties {
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build()
+        .set_max_row_group_row_count(Some(1 << 20));
+    for field in schema.fields() {
+        if DISTINCT_COLUMNS.contains(&field.name().as_str()) {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    b.build()
 }
 
 /// Writes batches to `path` atomically: a temporary name in the same directory, then
@@ -242,7 +265,7 @@ pub fn write_parquet(
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))?;
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(schema)))?;
     let mut rows = 0u64;
     for b in batches {
         let b = b?;
@@ -474,4 +497,51 @@ pub fn json_rows(dir: &Path) -> Result<Vec<JsonRow>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use arrow_schema::Field;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn distinct_columns_are_written_plain_and_the_others_with_a_dictionary() {
+        let spec = Arc::new(TableSpec::new(
+            "t",
+            Arc::new(Schema::new(vec![
+                Field::new("event_id", DataType::Utf8, false),
+                Field::new("org_id", DataType::Utf8, false),
+                Field::new("offset", DataType::Int64, false),
+            ])),
+            &[],
+        ));
+        let mut rows = Rows::new(spec.clone()).unwrap();
+        let ids: Vec<String> = (0..1000).map(|i| format!("evt_{i:08}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let org = if i % 2 == 0 { "org_a" } else { "org_b" };
+            rows.push(&[Cell::Str(id), Cell::Str(org), Cell::I64(i as i64)])
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        write_parquet(&path, &spec.file_schema, [rows.finish()]).unwrap();
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let dictionary = |name: &str| {
+            let c = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap();
+            c.dictionary_page_offset().is_some()
+        };
+        assert!(!dictionary("event_id"));
+        assert!(!dictionary("offset"));
+        assert!(dictionary("org_id"));
+        // And the values read back.
+        let back = read_parquet(&path, None).unwrap();
+        assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);
+    }
 }

@@ -79,3 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// mimalloc: the per-record work allocates many small strings across threads, where
+/// it is measurably faster than glibc's allocator (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

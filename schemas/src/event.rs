@@ -31,28 +31,66 @@ pub struct BronzeEvent {
 }
 
 impl BronzeEvent {
+    /// The fields, borrowed.
+    pub fn borrowed(&self) -> BronzeRef<'_> {
+        BronzeRef {
+            event_id: &self.event_id,
+            ts_micros: self.ts_micros,
+            org_id: self.org_id.as_deref(),
+            resource_id: self.resource_id.as_deref(),
+            service: self.service.as_deref(),
+            region: self.region.as_deref(),
+            metric: self.metric.as_deref(),
+            value: self.value,
+            unit: self.unit.as_deref(),
+            cost_usd: self.cost_usd,
+            schema_version: self.schema_version,
+            carbon_kg: self.carbon_kg,
+            genai_tokens: self.genai_tokens,
+        }
+    }
+
     /// The bronze row of a kept v2 event, rebuilt from its silver record without
-    /// parsing the line again: a v2 line's carbon and tokens are kept as typed, and the
-    /// unit is the line's unless it was imputed (a kept event with no unit always has
-    /// a value, so `unit_imputed` says exactly when the line had none). `None` for v1:
-    /// silver drops the carbon and tokens a v1 line may carry, so parse the line.
-    pub fn of_kept(e: &SilverEvent, flags: &EventFlags) -> Option<BronzeEvent> {
-        (e.schema_version == 2).then(|| BronzeEvent {
-            event_id: e.event_id.clone(),
+    /// parsing the line again (and without copying its strings): a v2 line's carbon
+    /// and tokens are kept as typed, and the unit is the line's unless it was imputed
+    /// (a kept event with no unit always has a value, so `unit_imputed` says exactly
+    /// when the line had none). `None` for v1: silver drops the carbon and tokens a v1
+    /// line may carry, so parse the line.
+    pub fn of_kept<'a>(e: &'a SilverEvent, flags: &EventFlags) -> Option<BronzeRef<'a>> {
+        (e.schema_version == 2).then(|| BronzeRef {
+            event_id: &e.event_id,
             ts_micros: e.ts_micros,
-            org_id: Some(e.org_id.clone()),
-            resource_id: Some(e.resource_id.clone()),
-            service: Some(e.service.clone()),
-            region: Some(e.region.clone()),
-            metric: Some(e.metric.clone()),
+            org_id: Some(&e.org_id),
+            resource_id: Some(&e.resource_id),
+            service: Some(&e.service),
+            region: Some(&e.region),
+            metric: Some(&e.metric),
             value: e.value,
-            unit: (!flags.unit_imputed).then(|| e.unit.clone()),
+            unit: (!flags.unit_imputed).then_some(e.unit.as_str()),
             cost_usd: e.cost_usd,
             schema_version: e.schema_version,
             carbon_kg: e.carbon_kg,
             genai_tokens: e.genai_tokens,
         })
     }
+}
+
+/// A [`BronzeEvent`]'s fields, borrowed from it or from a kept event's silver record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BronzeRef<'a> {
+    pub event_id: &'a str,
+    pub ts_micros: i64,
+    pub org_id: Option<&'a str>,
+    pub resource_id: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub metric: Option<&'a str>,
+    pub value: Option<f64>,
+    pub unit: Option<&'a str>,
+    pub cost_usd: f64,
+    pub schema_version: u8,
+    pub carbon_kg: Option<f64>,
+    pub genai_tokens: Option<i64>,
 }
 
 /// Flags on a kept event. `cost_spike` is set only by the batch path, which alone sees

@@ -21,7 +21,7 @@ pub mod time;
 pub mod topics;
 pub mod written;
 
-pub use event::{BronzeEvent, EventFlags, SilverEvent, parse_event, validate_event};
+pub use event::{BronzeEvent, BronzeRef, EventFlags, SilverEvent, parse_event, validate_event};
 pub use master::{
     MasterFlags, MasterRecord, Org, Resource, csv_row_value, parse_master, validate_master,
 };

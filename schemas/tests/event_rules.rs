@@ -550,9 +550,10 @@ fn bronze_of_a_kept_v2_event_equals_the_parsed_line() {
     ];
     for l in &lines {
         let (e, flags) = kept(l);
+        let parsed = schemas::parse_event(l).unwrap();
         assert_eq!(
             BronzeEvent::of_kept(&e, &flags),
-            Some(schemas::parse_event(l).unwrap()),
+            Some(parsed.borrowed()),
             "{}",
             String::from_utf8_lossy(l)
         );
