@@ -165,14 +165,14 @@ def bench_processor(args):
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         landing = landing_of(args, size)
-        r = {t: ([], [], []) for t in (1, 2)}  # wall, peak RSS, CPU
+        r = {t: ([], [], []) for t in (1, 2, 4)}  # wall, peak RSS, CPU
         replays = []
         for _ in range(args.runs):
             base = os.path.join(args.dir, "pdata-replayed")
             shutil.rmtree(base, ignore_errors=True)
             env = dict(os.environ, PIPELINE_DATA_DIR=base, PIPELINE_LOG_FSYNC="100ms", RUST_LOG="warn")
             replays.append(timed([PRODUCER, "replay", landing], env)[0])
-            for threads in (1, 2):
+            for threads in (1, 2, 4):
                 data = os.path.join(args.dir, "pdata")
                 shutil.rmtree(data, ignore_errors=True)
                 shutil.copytree(base, data)
@@ -184,7 +184,7 @@ def bench_processor(args):
                 shutil.rmtree(data, ignore_errors=True)
             shutil.rmtree(base, ignore_errors=True)
         one = statistics.median(r[1][0])
-        for threads in (1, 2):
+        for threads in (1, 2, 4):
             walls, peaks, cpus = r[threads]
             med = statistics.median(walls)
             rows.append(f"| {size:,} | {threads} | {med:.2f} s | {size / med:,.0f} | "

@@ -137,7 +137,8 @@ impl Default for ProcessorSection {
             commit_records: 50_000,
             commit_interval_ms: 10,
             metrics_addr: "127.0.0.1:9101".into(),
-            threads: 2,
+            // One per event partition (see config/pipeline.toml).
+            threads: 4,
         }
     }
 }
