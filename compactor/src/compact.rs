@@ -43,7 +43,7 @@ pub struct RunSummary {
 /// Where each input topic partition ends for this run.
 struct Targets {
     /// raw topic -> partition -> processor's committed input position.
-    raw: BTreeMap<String, Vec<u64>>,
+    raw: BTreeMap<&'static str, Vec<u64>>,
     /// output topic -> partition -> processor's committed output position.
     out: BTreeMap<&'static str, Vec<u64>>,
 }
@@ -60,7 +60,7 @@ fn targets(log: &impl Log, event_partitions: u32) -> Result<Targets> {
         };
         let mut v = Vec::new();
         for p in 0..parts {
-            let c = log.committed(COMMITTED_OUTPUTS, &topic, p)?;
+            let c = log.committed(COMMITTED_OUTPUTS, topic, p)?;
             any |= c.is_some();
             v.push(c.unwrap_or(0));
         }
@@ -117,7 +117,7 @@ fn decode_late(r: StoredRecord) -> Result<(u64, LateMessage)> {
     Ok((r.offset, serde_json::from_slice(&r.record.value)?))
 }
 
-fn lineage(rec: &StoredRecord, topic: &str, p: u32) -> Lineage {
+fn lineage(rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
     let r = &rec.record;
     Lineage::from_headers(
         r.header("source_file"),
@@ -266,7 +266,7 @@ fn outcome_of<R: PartitionReader, Q: PartitionReader>(
 /// the rules, when reprocessing), and sends decoded batches to the writer.
 struct Decoder<'a, L: Log> {
     log: &'a L,
-    topic: &'a str,
+    topic: &'static str,
     old: &'a Manifest,
     t: &'a Targets,
     master: &'a MasterTables,
@@ -502,10 +502,7 @@ where
         let outcome = gold::compute(root, self.settings, &thresholds)?;
         summary.spike_rewrites = outcome.rewritten_files;
         m.spike_thresholds = outcome.thresholds;
-        gold::write_accounting(
-            root,
-            t.raw.iter().map(|(k, v)| (k.as_str(), v.iter().sum())),
-        )?;
+        gold::write_accounting(root, t.raw.iter().map(|(k, v)| (*k, v.iter().sum())))?;
         summary.gold_seconds = gold_started.elapsed().as_secs_f64();
 
         prune_empty_dirs(root)?;
@@ -535,10 +532,10 @@ where
                 .and_then(|v| v.first())
                 .copied()
                 .unwrap_or(0);
-            let from = old.position(&topic, 0);
+            let from = old.position(topic, 0);
             let mut seen: HashSet<String> = HashSet::new();
             let mut sinks = Sinks::new(source);
-            let mut cur = Cursor::new(self.log, &topic, 0, 0, end, own_offset)?;
+            let mut cur = Cursor::new(self.log, topic, 0, 0, end, own_offset)?;
             while let Some((_, rec)) = cur.next()? {
                 // Parsed once: the typed row is bronze, and the rules go on from it.
                 let parsed = schemas::parse_master(source, &rec.record.value);
@@ -552,7 +549,7 @@ where
                 if rec.offset < from {
                     continue;
                 }
-                let l = lineage(&rec, &topic, 0);
+                let l = lineage(&rec, topic, 0);
                 let mut cells = Vec::new();
                 // Bronze is the row as typed (before credits are imputed): kept rows
                 // and those quarantined after typing.
@@ -578,9 +575,9 @@ where
             }
             if end > from {
                 summary.files_written +=
-                    sinks.flush(root, &file_name(&topic, from, end), touched, None)?;
+                    sinks.flush(root, &file_name(topic, from, end), touched, None)?;
             }
-            m.set_position(&topic, 0, end.max(from));
+            m.set_position(topic, 0, end.max(from));
         }
         Ok(tables)
     }
@@ -632,7 +629,7 @@ where
         }
         for (p, &end) in ends.iter().enumerate() {
             let p = p as u32;
-            m.set_position(&topic, p, end.max(old.position(&topic, p)));
+            m.set_position(topic, p, end.max(old.position(topic, p)));
             for out in [SILVER_TOPIC, QUARANTINE_TOPIC] {
                 let e = t.out.get(out).and_then(|v| v.get(p as usize)).copied();
                 m.set_position(out, p, e.unwrap_or(0).max(old.position(out, p)));
@@ -659,7 +656,7 @@ where
         let label = if group.1 > 1 {
             format!("{topic}~{}", group.0)
         } else {
-            topic.clone()
+            topic.to_owned()
         };
         let mut out = GroupOut::default();
         let touched = &mut out.touched;
@@ -688,7 +685,7 @@ where
         // Positions summed over partitions: the range of the file names.
         let mut chunk_start: u64 = (0..ends.len() as u32)
             .filter(|p| mine(*p))
-            .map(|p| old.position(&topic, p))
+            .map(|p| old.position(topic, p))
             .sum();
         let mut done = chunk_start;
         std::thread::scope(|scope| -> Result<()> {
@@ -699,7 +696,7 @@ where
             let mut dirs = rows::DirNames::default();
             let decoder = Decoder {
                 log: self.log,
-                topic: &topic,
+                topic,
                 old,
                 t,
                 master,

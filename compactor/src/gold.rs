@@ -861,7 +861,7 @@ pub fn write_accounting<'a>(
     let mut all = BTreeMap::new();
     for source in Source::ALL {
         let mut acc = SourceAccount {
-            read: read.get(source.raw_topic().as_str()).copied().unwrap_or(0),
+            read: read.get(source.raw_topic()).copied().unwrap_or(0),
             ..Default::default()
         };
         for f in parquet_files(&table_dir(root, "silver", source.name()))? {

@@ -286,7 +286,7 @@ fn out_key(topic: &str, p: u32) -> String {
     format!("out/{topic}/{p}")
 }
 
-fn lineage(rec: &StoredRecord, topic: &str, p: u32) -> Lineage {
+fn lineage(rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
     let r = &rec.record;
     Lineage::from_headers(
         r.header("source_file"),
@@ -370,15 +370,15 @@ impl<'a, L: Log> Processor<'a, L> {
     pub fn open(log: &'a L, state: State, cfg: ProcessorConfig, metrics: Metrics) -> Result<Self> {
         let n = cfg.event_partitions;
         let events_topic = Source::UsageEvents.raw_topic();
-        log.ensure_topic(&events_topic, n)?;
-        let actual = log.partitions(&events_topic)?.unwrap_or(n);
+        log.ensure_topic(events_topic, n)?;
+        let actual = log.partitions(events_topic)?.unwrap_or(n);
         if actual != n {
             return Err(Error::Config(format!(
                 "{events_topic} has {actual} partitions but the config says {n}"
             )));
         }
         for source in Source::MASTER {
-            log.ensure_topic(&source.raw_topic(), 1)?;
+            log.ensure_topic(source.raw_topic(), 1)?;
         }
         for topic in OUTPUT_TOPICS {
             let parts = if topic == QUARANTINE_TOPIC { n + 1 } else { n };
@@ -406,14 +406,14 @@ impl<'a, L: Log> Processor<'a, L> {
         me.load_master()?;
         for source in Source::MASTER {
             let topic = source.raw_topic();
-            let from = me.state.get_u64(&in_key(&topic, 0))?.unwrap_or(0);
+            let from = me.state.get_u64(&in_key(topic, 0))?.unwrap_or(0);
             me.master_readers
-                .push((source, log.reader(&topic, 0, from)?));
+                .push((source, log.reader(topic, 0, from)?));
         }
         let owned: Vec<u32> = (0..n).filter(|p| me.cfg.owns(*p)).collect();
         for p in owned {
-            let committed = me.state.get_u64(&in_key(&events_topic, p))?.unwrap_or(0);
-            let end = log.end_offset(&events_topic, p)?;
+            let committed = me.state.get_u64(&in_key(events_topic, p))?.unwrap_or(0);
+            let end = log.end_offset(events_topic, p)?;
             let from = match me.cfg.from {
                 FromOffset::Committed => committed,
                 FromOffset::Latest => end.max(committed),
@@ -438,7 +438,7 @@ impl<'a, L: Log> Processor<'a, L> {
             let max_ts = me.state.get_i64(&format!("maxts/{p}"))?;
             me.parts.push(Partition {
                 p,
-                reader: log.reader(&events_topic, p, from)?,
+                reader: log.reader(events_topic, p, from)?,
                 max_ts,
                 windows,
                 dirty_windows: HashSet::new(),
@@ -514,11 +514,11 @@ impl<'a, L: Log> Processor<'a, L> {
                 Vec::new()
             };
             for p in owned {
-                let pos = self.state.get_u64(&in_key(&topic, p))?.unwrap_or(0);
-                inputs.push((topic.clone(), p, pos));
+                let pos = self.state.get_u64(&in_key(topic, p))?.unwrap_or(0);
+                inputs.push((topic, p, pos));
             }
         }
-        offsets.extend(inputs.iter().map(|(t, p, o)| (t.as_str(), *p, *o)));
+        offsets.extend(inputs.iter().map(|(t, p, o)| (*t, *p, *o)));
         self.log.commit(COMMITTED_OUTPUTS, &offsets)?;
         Ok(())
     }
@@ -535,7 +535,7 @@ impl<'a, L: Log> Processor<'a, L> {
             }
         }
         b.delete(state::CF_META, format!("maxts/{p}").as_bytes())?;
-        b.put_u64(&in_key(&Source::UsageEvents.raw_topic(), p), 0)?;
+        b.put_u64(&in_key(Source::UsageEvents.raw_topic(), p), 0)?;
         for topic in OUTPUT_TOPICS {
             b.put_u64(&out_key(topic, p), 0)?;
         }
@@ -551,7 +551,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let mq = self.cfg.event_partitions;
         let mut b = self.state.batch();
         for source in Source::MASTER {
-            b.put_u64(&in_key(&source.raw_topic(), 0), 0)?;
+            b.put_u64(&in_key(source.raw_topic(), 0), 0)?;
         }
         b.put_u64(&out_key(QUARANTINE_TOPIC, mq), 0)?;
         b.commit()?;
@@ -579,7 +579,7 @@ impl<'a, L: Log> Processor<'a, L> {
 
     fn on_master(&mut self, source: Source, rec: StoredRecord) -> Result<()> {
         let topic = source.raw_topic();
-        *self.local.records_in.entry(topic.clone()).or_default() += 1;
+        self.local.count_in(topic);
         let mut seen = MasterSeen {
             state: &self.state,
             overlay: &mut self.master_rows,
@@ -599,7 +599,7 @@ impl<'a, L: Log> Processor<'a, L> {
                     .quarantined
                     .entry(reason.code().into())
                     .or_default() += 1;
-                let q = quarantine_record(&rec, source, reason, &topic, 0);
+                let q = quarantine_record(&rec, source, reason, topic, 0);
                 self.out(QUARANTINE_TOPIC, self.cfg.event_partitions, q);
             }
             Outcome::Quarantined { .. } => {}
@@ -611,7 +611,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let lateness = self.cfg.lateness_micros;
         let p = self.parts[i].p;
         let topic = Source::UsageEvents.raw_topic();
-        *self.local.records_in.entry(topic.clone()).or_default() += 1;
+        self.local.count_in(topic);
         let outcome = match parse_event(&rec.record.value) {
             Err(reason) => Outcome::Quarantined { reason },
             Ok(event) => {
@@ -644,7 +644,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 if reason == Reason::Duplicate {
                     self.local.dedup_hits += 1;
                 }
-                let q = quarantine_record(&rec, Source::UsageEvents, reason, &topic, p);
+                let q = quarantine_record(&rec, Source::UsageEvents, reason, topic, p);
                 self.out(QUARANTINE_TOPIC, p, q);
                 return Ok(());
             }
@@ -695,13 +695,12 @@ impl<'a, L: Log> Processor<'a, L> {
             let r = json_record(&event.org_id, &msg, ts_ms)?;
             self.out(LATE_TOPIC, p, r);
         }
-        let org = event.org_id.clone();
         let msg = SilverMessage {
             event,
             flags,
-            lineage: lineage(&rec, &topic, p),
+            lineage: lineage(&rec, topic, p),
         };
-        let r = written_record(&org, |b| msg.write_json(b), ts_ms);
+        let r = written_record(&msg.event.org_id, |b| msg.write_json(b), ts_ms);
         self.out(SILVER_TOPIC, p, r);
         self.on_watermark(i, false)
     }
@@ -861,12 +860,12 @@ impl<'a, L: Log> Processor<'a, L> {
             b.put(CF_MASTER, &k, &row)?;
         }
         for (source, reader) in &self.master_readers {
-            b.put_u64(&in_key(&source.raw_topic(), 0), reader.position())?;
+            b.put_u64(&in_key(source.raw_topic(), 0), reader.position())?;
         }
         let events_topic = Source::UsageEvents.raw_topic();
         let mut min_wm = i64::MAX;
         for part in &self.parts {
-            b.put_u64(&in_key(&events_topic, part.p), part.reader.position())?;
+            b.put_u64(&in_key(events_topic, part.p), part.reader.position())?;
             if let Some(t) = part.max_ts {
                 b.put_i64(&format!("maxts/{}", part.p), t)?;
             }
@@ -895,11 +894,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let mut lag = BTreeMap::new();
         let mut wms = BTreeMap::new();
         let topic = Source::UsageEvents.raw_topic();
-        let inputs: Vec<(&str, u32)> = self
-            .parts
-            .iter()
-            .map(|part| (topic.as_str(), part.p))
-            .collect();
+        let inputs: Vec<(&str, u32)> = self.parts.iter().map(|part| (topic, part.p)).collect();
         let ends = self.log.end_offsets(&inputs)?;
         for (part, end) in self.parts.iter().zip(ends) {
             lag.insert(part.p, end.saturating_sub(part.reader.position()));

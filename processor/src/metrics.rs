@@ -21,6 +21,18 @@ pub struct Snapshot {
     pub state_bytes: BTreeMap<u32, u64>,
 }
 
+impl Snapshot {
+    /// One more record read from `topic` (no allocation once the topic is counted).
+    pub fn count_in(&mut self, topic: &str) {
+        match self.records_in.get_mut(topic) {
+            Some(n) => *n += 1,
+            None => {
+                self.records_in.insert(topic.to_owned(), 1);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
     inner: Arc<Mutex<Snapshot>>,

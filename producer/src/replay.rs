@@ -86,7 +86,7 @@ fn raw_topics(event_partitions: u32) -> Vec<(String, u32)> {
             } else {
                 1
             };
-            (s.raw_topic(), n)
+            (s.raw_topic().to_owned(), n)
         })
         .collect()
 }
@@ -429,7 +429,7 @@ fn run_round<L: Log>(
         .iter()
         .filter(|f| f.source == Source::UsageEvents)
         .collect();
-    let first = sink.slot(&Source::UsageEvents.raw_topic(), 0)?;
+    let first = sink.slot(Source::UsageEvents.raw_topic(), 0)?;
     let partitions = opts.event_partitions;
     let mut pacer = Pacer::new(opts.speedup);
     let progress = crate::progress::bar("replaying events");
@@ -586,7 +586,7 @@ fn scan_times(f: &LandingFile, file: u32) -> Result<Vec<Entry>> {
 }
 
 fn replay_csv<L: Log>(sink: &mut Sink<'_, L>, f: &LandingFile) -> Result<()> {
-    let slot = sink.slot(&f.source.raw_topic(), 0)?;
+    let slot = sink.slot(f.source.raw_topic(), 0)?;
     let file = File::open(&f.path).io("open", &f.path)?;
     let rel = Bytes::copy_from_slice(f.rel.as_bytes());
     csv_rows(file, f.source, |key, value, line_no| {

@@ -56,8 +56,18 @@ impl Source {
     }
 
     /// `raw.<source>`.
-    pub fn raw_topic(self) -> String {
-        format!("raw.{}", self.name())
+    /// `raw.<name>`.
+    pub fn raw_topic(self) -> &'static str {
+        match self {
+            Source::UsageEvents => "raw.usage_events",
+            Source::CustomersOrgs => "raw.customers_orgs",
+            Source::Users => "raw.users",
+            Source::Resources => "raw.resources",
+            Source::BillingMonthly => "raw.billing_monthly",
+            Source::SupportTickets => "raw.support_tickets",
+            Source::MarketingTouches => "raw.marketing_touches",
+            Source::NpsSurveys => "raw.nps_surveys",
+        }
     }
 
     /// The CSV source a landing file feeds, by its file name (`users.csv`).
@@ -165,5 +175,17 @@ impl Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_raw_topic_is_raw_dot_its_name() {
+        for s in Source::ALL {
+            assert_eq!(s.raw_topic(), format!("raw.{}", s.name()));
+        }
     }
 }

@@ -89,7 +89,8 @@ pub struct MeasureRow<'a> {
 pub struct Lineage {
     pub source_file: Option<String>,
     pub line_no: Option<i64>,
-    pub topic: String,
+    /// A raw topic's name: borrowed when built from a record, owned when read back.
+    pub topic: std::borrow::Cow<'static, str>,
     pub partition: u32,
     pub offset: u64,
     /// When the record entered the log (its raw record's timestamp), UTC ms.
@@ -101,7 +102,7 @@ impl Lineage {
     pub fn from_headers(
         source_file: Option<&[u8]>,
         line_no: Option<&[u8]>,
-        topic: &str,
+        topic: &'static str,
         partition: u32,
         offset: u64,
         ingest_ms: i64,
@@ -111,7 +112,7 @@ impl Lineage {
             line_no: line_no
                 .and_then(|b| std::str::from_utf8(b).ok())
                 .and_then(|s| s.parse().ok()),
-            topic: topic.to_owned(),
+            topic: std::borrow::Cow::Borrowed(topic),
             partition,
             offset,
             ingest_ms,

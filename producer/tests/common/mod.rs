@@ -66,7 +66,7 @@ pub fn apply_rules(log: &EmbeddedLog) -> RuleCounts {
     for source in Source::MASTER {
         let mut seen = HashSet::new();
         for (_, value, _) in d
-            .get(&(source.raw_topic(), 0))
+            .get(&(source.raw_topic().to_owned(), 0))
             .map(Vec::as_slice)
             .unwrap_or(&[])
         {
@@ -128,7 +128,10 @@ pub fn csv_rows(dir: &Path) -> HashMap<String, u64> {
             .flexible(true)
             .from_path(&path)
             .unwrap();
-        out.insert(source.raw_topic(), r.byte_records().count() as u64);
+        out.insert(
+            source.raw_topic().to_owned(),
+            r.byte_records().count() as u64,
+        );
     }
     out
 }
