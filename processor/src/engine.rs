@@ -11,7 +11,7 @@ use schemas::speed::{
     DailyMessage, LateMessage, Lineage, SilverMessage, UsageTotals, WINDOW_MICROS, WindowMessage,
     window_starts,
 };
-use schemas::{MasterTables, Outcome, Reason, SeenKeys, Source};
+use schemas::{BronzeEvent, MasterTables, Outcome, Reason, SeenKeys, Source};
 
 use crate::metrics::Metrics;
 use crate::state::{
@@ -214,26 +214,20 @@ pub struct Processor<'a, L: Log> {
     local: crate::metrics::Snapshot,
 }
 
+/// Dedup of one event: its id's entry among this batch's changes (`overlay`), else
+/// `committed`, the entry the state held for it when the batch was read (looked up
+/// for the whole poll at once, [`Processor::committed_seen`]; nothing commits within
+/// a poll). The rules ask `insert` once per event, for its own id.
 struct DedupView<'s> {
-    state: &'s State,
     overlay: &'s mut HashMap<String, Seen>,
+    committed: Option<Seen>,
     here: Seen,
     floor: i64,
-    error: Option<Error>,
 }
 
 impl SeenKeys for DedupView<'_> {
     fn insert(&mut self, key: &str) -> bool {
-        let earlier = match self.overlay.get(key) {
-            Some(s) => Some(*s),
-            None => match self.state.get(CF_DEDUP, key.as_bytes()) {
-                Ok(v) => v.and_then(|v| Seen::decode(&v)),
-                Err(e) => {
-                    self.error = Some(e);
-                    None
-                }
-            },
-        };
+        let earlier = self.overlay.get(key).copied().or(self.committed);
         match earlier {
             // The same log position again: a replay, not a duplicate.
             Some(s) if s.partition == self.here.partition && s.offset == self.here.offset => true,
@@ -607,31 +601,50 @@ impl<'a, L: Log> Processor<'a, L> {
         Ok(())
     }
 
-    fn on_event(&mut self, i: usize, rec: StoredRecord) -> Result<()> {
+    /// Each parsed event's entry in the committed dedup table, looked up for the
+    /// whole poll in one batch (`None` for lines that did not parse).
+    fn committed_seen(&self, parsed: &[Result<BronzeEvent, Reason>]) -> Result<Vec<Option<Seen>>> {
+        let keys: Vec<&[u8]> = parsed
+            .iter()
+            .filter_map(|e| e.as_ref().ok())
+            .map(|e| e.event_id.as_bytes())
+            .collect();
+        let mut found = self.state.multi_get(CF_DEDUP, &keys)?.into_iter();
+        Ok(parsed
+            .iter()
+            .map(|e| match e {
+                Ok(_) => found.next().flatten().and_then(|v| Seen::decode(&v)),
+                Err(_) => None,
+            })
+            .collect())
+    }
+
+    fn on_event(
+        &mut self,
+        i: usize,
+        rec: StoredRecord,
+        parsed: Result<BronzeEvent, Reason>,
+        committed: Option<Seen>,
+    ) -> Result<()> {
         let lateness = self.cfg.lateness_micros;
         let p = self.parts[i].p;
         let topic = Source::UsageEvents.raw_topic();
         self.local.count_in(topic);
-        let outcome = match parse_event(&rec.record.value) {
+        let outcome = match parsed {
             Err(reason) => Outcome::Quarantined { reason },
             Ok(event) => {
                 let wm = self.parts[i].watermark(lateness);
                 let mut seen = DedupView {
-                    state: &self.state,
                     overlay: &mut self.dedup,
+                    committed,
                     here: Seen {
                         partition: p,
                         offset: rec.offset,
                         ts_micros: event.ts_micros,
                     },
                     floor: wm.saturating_sub(self.cfg.dedup_horizon_micros),
-                    error: None,
                 };
-                let outcome = validate_event(event, &self.master, &mut seen);
-                if let Some(e) = seen.error {
-                    return Err(e);
-                }
-                outcome
+                validate_event(event, &self.master, &mut seen)
             }
         };
         let (event, flags) = match outcome {
@@ -765,9 +778,13 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         for i in 0..self.parts.len() {
             let batch = self.parts[i].reader.poll(self.cfg.poll_records)?;
-            for rec in batch {
+            // Lines typed first, so that their ids' dedup entries are read in one
+            // batched lookup rather than one point lookup per event.
+            let parsed: Vec<_> = batch.iter().map(|r| parse_event(&r.record.value)).collect();
+            let committed = self.committed_seen(&parsed)?;
+            for ((rec, event), seen) in batch.into_iter().zip(parsed).zip(committed) {
                 n += 1;
-                self.on_event(i, rec)?;
+                self.on_event(i, rec, event, seen)?;
             }
         }
         self.pending += n;

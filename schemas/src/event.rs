@@ -430,15 +430,20 @@ pub fn validate_event(
             && (service != "genai" || event.schema_version == 1),
         before_resource: date < resource.created_at,
     };
+    // The line's own strings move into the record: each equals what it was checked
+    // or looked up against (ids are exact keys of the master tables, domains exact
+    // members), so only an imputed unit and the enrichment are new strings.
     let v2 = event.schema_version == 2;
     let record = SilverEvent {
         usage_date: crate::time::date_to_days(date),
-        org_id: org.org_id.clone(),
-        resource_id: resource.resource_id.clone(),
-        service: service.clone(),
-        region: region.clone(),
-        metric: metric.clone(),
-        unit: metric_unit.to_owned(),
+        org_id: event.org_id.unwrap_or_else(|| org.org_id.clone()),
+        resource_id: event
+            .resource_id
+            .unwrap_or_else(|| resource.resource_id.clone()),
+        service: event.service.unwrap_or_default(),
+        region: event.region.unwrap_or_default(),
+        metric: event.metric.unwrap_or_default(),
+        unit: event.unit.unwrap_or_else(|| metric_unit.to_owned()),
         value: event.value,
         cost_usd: event.cost_usd,
         schema_version: event.schema_version,
