@@ -55,8 +55,7 @@ impl Source {
         Source::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// `raw.<source>`.
-    /// `raw.<name>`.
+    /// `raw.<name>`: the source's raw topic.
     pub fn raw_topic(self) -> &'static str {
         match self {
             Source::UsageEvents => "raw.usage_events",
