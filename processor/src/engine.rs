@@ -713,7 +713,7 @@ impl<'a, L: Log> Processor<'a, L> {
             flags,
             lineage: lineage(&rec, topic, p),
         };
-        let r = written_record(&msg.event.org_id, |b| msg.write_json(b), ts_ms);
+        let r = written_record(&msg.event.org_id, |b| msg.write_avro(b), ts_ms);
         self.out(SILVER_TOPIC, p, r);
         self.on_watermark(i, false)
     }

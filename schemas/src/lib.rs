@@ -10,6 +10,7 @@
 //! paths can never disagree about a rule.
 
 pub mod arrow;
+pub mod avro;
 pub mod domain;
 pub mod event;
 pub mod master;

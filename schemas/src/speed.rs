@@ -132,64 +132,198 @@ pub struct SilverMessage {
 /// and the raw offset it came from.
 pub type SilverParts = (SilverEvent, EventFlags, u64);
 
+/// The Parsing Canonical Form of `schemas/avro/silver_usage_event.avsc`, the schema
+/// `silver.usage_events` records are written in (a test holds the two equal).
+pub const SILVER_AVRO_SCHEMA: &str = concat!(
+    r#"{"name":"usage_pipeline.SilverUsageEvent","type":"record","fields":["#,
+    r#"{"name":"event","type":{"name":"usage_pipeline.SilverEvent","type":"record","fields":["#,
+    r#"{"name":"event_id","type":"string"},{"name":"ts_micros","type":"long"},"#,
+    r#"{"name":"usage_date","type":"int"},{"name":"org_id","type":"string"},"#,
+    r#"{"name":"resource_id","type":"string"},{"name":"service","type":"string"},"#,
+    r#"{"name":"region","type":"string"},{"name":"metric","type":"string"},"#,
+    r#"{"name":"value","type":["null","double"]},{"name":"unit","type":"string"},"#,
+    r#"{"name":"cost_usd","type":"double"},{"name":"schema_version","type":"int"},"#,
+    r#"{"name":"carbon_kg","type":["null","double"]},{"name":"genai_tokens","type":["null","long"]},"#,
+    r#"{"name":"org_name","type":"string"},{"name":"industry","type":"string"},"#,
+    r#"{"name":"plan_tier","type":"string"},{"name":"hq_region","type":"string"},"#,
+    r#"{"name":"resource_state","type":"string"},{"name":"resource_created_at","type":"int"}]}},"#,
+    r#"{"name":"flags","type":{"name":"usage_pipeline.EventFlags","type":"record","fields":["#,
+    r#"{"name":"unit_imputed","type":"boolean"},{"name":"cost_negative","type":"boolean"},"#,
+    r#"{"name":"cost_spike","type":"boolean"},{"name":"tokens_misplaced","type":"boolean"},"#,
+    r#"{"name":"before_resource","type":"boolean"}]}},"#,
+    r#"{"name":"lineage","type":{"name":"usage_pipeline.Lineage","type":"record","fields":["#,
+    r#"{"name":"source_file","type":["null","string"]},{"name":"line_no","type":["null","long"]},"#,
+    r#"{"name":"topic","type":"string"},{"name":"partition","type":"long"},"#,
+    r#"{"name":"offset","type":"long"},{"name":"ingest_ms","type":"long"}]}}]}"#,
+);
+
+/// What every record of [`SILVER_AVRO_SCHEMA`] starts with.
+const SILVER_AVRO_HEADER: [u8; 10] = crate::avro::header(SILVER_AVRO_SCHEMA);
+
+/// A `silver.usage_events` record that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SilverReadError {
+    #[error("silver record: its bytes are not a datum of the silver Avro schema")]
+    Avro,
+    #[error("silver record of another Avro schema (fingerprint {0:016x})")]
+    OtherSchema(u64),
+    #[error("silver record (JSON): {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A lineage read from an Avro record, borrowing its strings.
+struct LineageRef<'a> {
+    source_file: Option<&'a str>,
+    line_no: Option<i64>,
+    topic: &'a str,
+    partition: u32,
+    offset: u64,
+    ingest_ms: i64,
+}
+
 impl SilverMessage {
-    /// A silver record read as the processor writes it, field by field
-    /// ([`crate::written`]); serde reads anything else (or refuses it).
-    pub fn read(json: &[u8]) -> serde_json::Result<SilverParts> {
-        match Self::read_written(json) {
-            Some(parts) => Ok(parts),
-            None => {
-                let m: SilverMessage = serde_json::from_slice(json)?;
-                Ok((m.event, m.flags, m.lineage.offset))
-            }
-        }
-    }
-
-    /// The record as JSON, the bytes `serde_json::to_vec` gives, written directly
-    /// ([`crate::written::Writer`]).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    /// The record as the processor writes it: Avro single-object encoding of
+    /// [`SILVER_AVRO_SCHEMA`] (`schemas/avro/silver_usage_event.avsc`).
+    pub fn write_avro(&self, out: &mut Vec<u8>) {
         let (e, f, l) = (&self.event, &self.flags, &self.lineage);
-        let mut w = crate::written::Writer::object(out);
-        w.open("event");
-        w.field("event_id").text(&e.event_id);
-        w.field("ts_micros").int(e.ts_micros);
-        w.field("usage_date").int(e.usage_date);
-        w.field("org_id").text(&e.org_id);
-        w.field("resource_id").text(&e.resource_id);
-        w.field("service").text(&e.service);
-        w.field("region").text(&e.region);
-        w.field("metric").text(&e.metric);
-        w.field("value").opt_double(e.value);
-        w.field("unit").text(&e.unit);
-        w.field("cost_usd").double(e.cost_usd);
-        w.field("schema_version").int(e.schema_version);
-        w.field("carbon_kg").opt_double(e.carbon_kg);
-        w.field("genai_tokens").opt_int(e.genai_tokens);
-        w.field("org_name").text(&e.org_name);
-        w.field("industry").text(&e.industry);
-        w.field("plan_tier").text(&e.plan_tier);
-        w.field("hq_region").text(&e.hq_region);
-        w.field("resource_state").text(&e.resource_state);
-        w.field("resource_created_at").int(e.resource_created_at);
-        w.close();
-        w.open("flags");
-        for (name, v) in EventFlags::NAMES.iter().zip(f.values()) {
-            w.field(name).boolean(v);
+        out.extend_from_slice(&SILVER_AVRO_HEADER);
+        let mut w = crate::avro::AvroWriter::new(out);
+        let double = |w: &mut crate::avro::AvroWriter<'_>, v: f64| {
+            w.double(v);
+        };
+        let long = |w: &mut crate::avro::AvroWriter<'_>, v: i64| {
+            w.long(v);
+        };
+        w.string(&e.event_id)
+            .long(e.ts_micros)
+            .long(e.usage_date.into())
+            .string(&e.org_id)
+            .string(&e.resource_id)
+            .string(&e.service)
+            .string(&e.region)
+            .string(&e.metric)
+            .optional(e.value, double)
+            .string(&e.unit)
+            .double(e.cost_usd)
+            .long(e.schema_version.into())
+            .optional(e.carbon_kg, double)
+            .optional(e.genai_tokens, long)
+            .string(&e.org_name)
+            .string(&e.industry)
+            .string(&e.plan_tier)
+            .string(&e.hq_region)
+            .string(&e.resource_state)
+            .long(e.resource_created_at.into());
+        for v in f.values() {
+            w.boolean(v);
         }
-        w.close();
-        w.open("lineage");
-        w.field("source_file").opt_text(l.source_file.as_deref());
-        w.field("line_no").opt_int(l.line_no);
-        w.field("topic").text(&l.topic);
-        w.field("partition").int(l.partition);
-        w.field("offset").int(l.offset);
-        w.field("ingest_ms").int(l.ingest_ms);
-        w.close();
-        w.close();
+        w.optional(l.source_file.as_deref(), |w, s| {
+            w.string(s);
+        })
+        .optional(l.line_no, long)
+        .string(&l.topic)
+        .long(l.partition.into())
+        .long(l.offset as i64)
+        .long(l.ingest_ms);
     }
 
-    /// The record in the processor's form (the fields of `SilverMessage`,
-    /// `SilverEvent`, `EventFlags` and `Lineage` in their structs' order), or `None`.
+    /// What the compactor needs of a record: the event, its flags and the raw offset.
+    /// Reads the Avro the processor writes, and the JSON earlier versions wrote.
+    pub fn read(bytes: &[u8]) -> Result<SilverParts, SilverReadError> {
+        match Self::read_avro(bytes)? {
+            Some((event, flags, lineage)) => Ok((event, flags, lineage.offset)),
+            None => match Self::read_written(bytes) {
+                Some(parts) => Ok(parts),
+                None => {
+                    let m: SilverMessage = serde_json::from_slice(bytes)?;
+                    Ok((m.event, m.flags, m.lineage.offset))
+                }
+            },
+        }
+    }
+
+    /// The whole record, as [`read`](Self::read) reads it.
+    pub fn decode(bytes: &[u8]) -> Result<SilverMessage, SilverReadError> {
+        match Self::read_avro(bytes)? {
+            Some((event, flags, l)) => Ok(SilverMessage {
+                event,
+                flags,
+                lineage: Lineage {
+                    source_file: l.source_file.map(str::to_owned),
+                    line_no: l.line_no,
+                    topic: l.topic.to_owned().into(),
+                    partition: l.partition,
+                    offset: l.offset,
+                    ingest_ms: l.ingest_ms,
+                },
+            }),
+            None => Ok(serde_json::from_slice(bytes)?),
+        }
+    }
+
+    /// `Ok(None)` when `bytes` is not Avro single-object encoded at all.
+    fn read_avro(
+        bytes: &[u8],
+    ) -> Result<Option<(SilverEvent, EventFlags, LineageRef<'_>)>, SilverReadError> {
+        let Some(mut r) = crate::avro::AvroReader::single_object(bytes, &SILVER_AVRO_HEADER) else {
+            return match bytes {
+                [0xC3, 0x01, fp @ ..] if fp.len() >= 8 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&fp[..8]);
+                    Err(SilverReadError::OtherSchema(u64::from_le_bytes(b)))
+                }
+                _ => Ok(None),
+            };
+        };
+        let mut read = || -> Option<_> {
+            let text = |r: &mut crate::avro::AvroReader<'_>| r.string().map(str::to_owned);
+            let double = |r: &mut crate::avro::AvroReader<'_>| r.double();
+            let event = SilverEvent {
+                event_id: text(&mut r)?,
+                ts_micros: r.long()?,
+                usage_date: r.int()?,
+                org_id: text(&mut r)?,
+                resource_id: text(&mut r)?,
+                service: text(&mut r)?,
+                region: text(&mut r)?,
+                metric: text(&mut r)?,
+                value: r.optional(double)?,
+                unit: text(&mut r)?,
+                cost_usd: r.double()?,
+                schema_version: r.long()?.try_into().ok()?,
+                carbon_kg: r.optional(double)?,
+                genai_tokens: r.optional(|r| r.long())?,
+                org_name: text(&mut r)?,
+                industry: text(&mut r)?,
+                plan_tier: text(&mut r)?,
+                hq_region: text(&mut r)?,
+                resource_state: text(&mut r)?,
+                resource_created_at: r.int()?,
+            };
+            let flags = EventFlags {
+                unit_imputed: r.boolean()?,
+                cost_negative: r.boolean()?,
+                cost_spike: r.boolean()?,
+                tokens_misplaced: r.boolean()?,
+                before_resource: r.boolean()?,
+            };
+            let lineage = LineageRef {
+                source_file: r.optional(|r| r.string())?,
+                line_no: r.optional(|r| r.long())?,
+                topic: r.string()?,
+                partition: r.long()?.try_into().ok()?,
+                offset: r.long()?.try_into().ok()?,
+                ingest_ms: r.long()?,
+            };
+            r.end()?;
+            Some((event, flags, lineage))
+        };
+        read().map(Some).ok_or(SilverReadError::Avro)
+    }
+
+    /// A JSON record in the form earlier versions of the processor wrote (the fields
+    /// of `SilverMessage`, `SilverEvent`, `EventFlags` and `Lineage` in their structs'
+    /// order), or `None`.
     pub fn read_written(json: &[u8]) -> Option<SilverParts> {
         use crate::written::Written;
         fn text(w: &mut Written<'_>) -> Option<String> {
@@ -505,9 +639,8 @@ mod tests {
         assert!(serde_json::from_str::<WindowMessage>(&missing).is_err());
     }
 
-    #[test]
-    #[allow(clippy::unwrap_used)]
-    fn silver_records_read_as_written_equal_serdes_reading() {
+    /// `n` silver messages of every shape: odd strings, nulls, extreme numbers.
+    fn messages(n: usize) -> impl Iterator<Item = SilverMessage> {
         let mut x = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = move || {
             x ^= x << 13;
@@ -531,7 +664,7 @@ mod tests {
             2 => -((n % 7) as f64) - 0.0,
             _ => 0.1 + (n % 1000) as f64,
         };
-        for _ in 0..3000 {
+        (0..n).map(move |_| {
             let t = |n: u64| texts[(n % texts.len() as u64) as usize].to_owned();
             let event = SilverEvent {
                 event_id: t(next()),
@@ -579,18 +712,74 @@ mod tests {
                 offset: next() >> 1,
                 ingest_ms: next() as i64,
             };
-            let m = SilverMessage {
+            SilverMessage {
                 event,
                 flags,
                 lineage,
-            };
+            }
+        })
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn silver_records_round_trip_through_avro_bit_for_bit() {
+        let mut buf = Vec::new();
+        for m in messages(3000) {
+            buf.clear();
+            m.write_avro(&mut buf);
+            assert_eq!(&buf[..2], &[0xC3, 0x01]);
+            let back = SilverMessage::decode(&buf).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{m:?}"));
+            assert_eq!(back.event.cost_usd.to_bits(), m.event.cost_usd.to_bits());
+            let (e, f, o) = SilverMessage::read(&buf).unwrap();
+            assert_eq!((e, f, o), (m.event.clone(), m.flags, m.lineage.offset));
+            // Cut short, or a byte more: an error, never a panic or a wrong record.
+            for cut in [buf.len() - 1, buf.len() / 2, 11] {
+                assert!(SilverMessage::read(&buf[..cut]).is_err(), "{cut}");
+            }
+            let mut more = buf.clone();
+            more.push(0);
+            assert!(matches!(
+                SilverMessage::read(&more),
+                Err(SilverReadError::Avro)
+            ));
+        }
+        // Another schema's fingerprint is named, not misread as JSON.
+        let mut other = buf.clone();
+        other[2] ^= 1;
+        assert!(matches!(
+            SilverMessage::read(&other),
+            Err(SilverReadError::OtherSchema(_))
+        ));
+    }
+
+    /// Another Avro implementation (the Apache project's) reads what the processor
+    /// writes: the schema file's canonical form is ours, and its reader finds our
+    /// fingerprint in the header and the same message in the datum.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn apache_avro_reads_silver_records_with_the_schema_file() {
+        let avsc = include_str!("../avro/silver_usage_event.avsc");
+        let schema = apache_avro::Schema::parse_str(avsc).unwrap();
+        assert_eq!(schema.canonical_form(), SILVER_AVRO_SCHEMA);
+        let fp = schema.fingerprint::<apache_avro::rabin::Rabin>();
+        assert_eq!(fp.bytes, SILVER_AVRO_HEADER[2..].to_vec());
+        let reader = apache_avro::GenericSingleObjectReader::new(schema).unwrap();
+        let mut buf = Vec::new();
+        for m in messages(200) {
+            buf.clear();
+            m.write_avro(&mut buf);
+            let value = reader.read_value(&mut buf.as_slice()).unwrap();
+            let back: SilverMessage = apache_avro::from_value(&value).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{m:?}"));
+        }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn silver_records_read_as_written_equal_serdes_reading() {
+        for m in messages(3000) {
             let json = serde_json::to_vec(&m).unwrap();
-            let mut written = Vec::new();
-            m.write_json(&mut written);
-            assert_eq!(
-                String::from_utf8_lossy(&written),
-                String::from_utf8_lossy(&json)
-            );
             let (e, f, o) = SilverMessage::read_written(&json)
                 .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&json)));
             let back: SilverMessage = serde_json::from_slice(&json).unwrap();

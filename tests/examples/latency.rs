@@ -143,9 +143,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let seen = now_ms();
                 for rec in batch.into_iter().filter(|x| x.offset < committed) {
                     idle = false;
-                    let m: serde_json::Value = serde_json::from_slice(&rec.record.value)?;
+                    let m = schemas::speed::SilverMessage::decode(&rec.record.value)?;
                     if Instant::now() > warmup {
-                        latencies.push(seen - m["lineage"]["ingest_ms"].as_i64().unwrap_or(seen));
+                        latencies.push(seen - m.lineage.ingest_ms);
                     }
                 }
             }

@@ -224,6 +224,17 @@ pub fn table(
     out
 }
 
+/// A record of a derived event topic as JSON: a `silver.usage_events` record (Avro)
+/// decoded as the Avro schema says, the others (JSON) as they are.
+pub fn record_json(topic: &str, r: &StoredRecord) -> serde_json::Value {
+    if topic == processor::SILVER_TOPIC {
+        serde_json::to_value(schemas::speed::SilverMessage::decode(&r.record.value).unwrap())
+            .unwrap()
+    } else {
+        serde_json::from_slice(&r.record.value).unwrap()
+    }
+}
+
 pub fn header(r: &StoredRecord, name: &str) -> String {
     String::from_utf8_lossy(r.record.header(name).unwrap_or_default()).into_owned()
 }

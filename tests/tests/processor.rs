@@ -13,7 +13,7 @@ fn silver_values(log: &eventlog::EmbeddedLog) -> Vec<serde_json::Value> {
     read_topic(log, processor::SILVER_TOPIC)
         .into_values()
         .flatten()
-        .map(|r| serde_json::from_slice(&r.record.value).unwrap())
+        .map(|r| record_json(processor::SILVER_TOPIC, &r))
         .collect()
 }
 

@@ -63,7 +63,7 @@ fn late_events_windows_and_the_dedup_horizon() {
             .into_values()
             .flatten()
             .map(|r| {
-                let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+                let v = record_json(topic, &r);
                 v["event"]["event_id"]
                     .as_str()
                     .or(v["event_id"].as_str())
