@@ -110,7 +110,7 @@ fn decode_quarantine(r: StoredRecord) -> Result<(u64, Reason)> {
 }
 
 fn decode_window(r: StoredRecord) -> Result<(u64, WindowMessage)> {
-    Ok((r.offset, serde_json::from_slice(&r.record.value)?))
+    Ok((r.offset, WindowMessage::decode(&r.record.value)?))
 }
 
 fn decode_late(r: StoredRecord) -> Result<(u64, LateMessage)> {

@@ -298,10 +298,9 @@ fn json_record(key: &str, value: &impl serde::Serialize, ts_ms: i64) -> Result<R
     Ok(record(key, buf, ts_ms))
 }
 
-/// A record of the JSON a hot message writes itself (`write_json`: the bytes serde
-/// would give, written directly).
+/// A record a hot message writes itself (`write_avro`).
 fn written_record(key: &str, write: impl FnOnce(&mut Vec<u8>), ts_ms: i64) -> Record {
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf = Vec::with_capacity(512);
     write(&mut buf);
     record(key, buf, ts_ms)
 }
@@ -753,7 +752,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 window_end: start + WINDOW_MICROS,
                 totals,
             };
-            let r = written_record(&org, |b| msg.write_json(b), (start + WINDOW_MICROS) / 1000);
+            let r = written_record(&org, |b| msg.write_avro(b), (start + WINDOW_MICROS) / 1000);
             self.out(WINDOWS_TOPIC, p, r);
         }
         Ok(())

@@ -118,6 +118,22 @@ impl<'a> AvroReader<'a> {
             .map(|buf| AvroReader { buf, pos: 0 })
     }
 
+    /// The datum of a record of `header`'s schema; `Ok(None)` when `bytes` is not
+    /// single-object encoded at all; `Err` with the fingerprint of another schema.
+    pub fn of_schema(bytes: &'a [u8], header: &[u8; 10]) -> Result<Option<Self>, u64> {
+        if let Some(r) = Self::single_object(bytes, header) {
+            return Ok(Some(r));
+        }
+        match bytes {
+            [m0, m1, fp @ ..] if [*m0, *m1] == MARKER && fp.len() >= 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&fp[..8]);
+                Err(u64::from_le_bytes(b))
+            }
+            _ => Ok(None),
+        }
+    }
+
     pub fn long(&mut self) -> Option<i64> {
         let mut z: u64 = 0;
         let mut shift = 0;

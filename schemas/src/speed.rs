@@ -160,14 +160,15 @@ pub const SILVER_AVRO_SCHEMA: &str = concat!(
 /// What every record of [`SILVER_AVRO_SCHEMA`] starts with.
 const SILVER_AVRO_HEADER: [u8; 10] = crate::avro::header(SILVER_AVRO_SCHEMA);
 
-/// A `silver.usage_events` record that cannot be read.
+/// A derived record (`silver.usage_events`, `speed.usage_windows`) that cannot be
+/// read.
 #[derive(Debug, thiserror::Error)]
-pub enum SilverReadError {
-    #[error("silver record: its bytes are not a datum of the silver Avro schema")]
-    Avro,
-    #[error("silver record of another Avro schema (fingerprint {0:016x})")]
-    OtherSchema(u64),
-    #[error("silver record (JSON): {0}")]
+pub enum RecordReadError {
+    #[error("{0} record: its bytes are not a datum of its Avro schema")]
+    Avro(&'static str),
+    #[error("{0} record of another Avro schema (fingerprint {1:016x})")]
+    OtherSchema(&'static str, u64),
+    #[error("JSON record: {0}")]
     Json(#[from] serde_json::Error),
 }
 
@@ -229,7 +230,7 @@ impl SilverMessage {
 
     /// What the compactor needs of a record: the event, its flags and the raw offset.
     /// Reads the Avro the processor writes, and the JSON earlier versions wrote.
-    pub fn read(bytes: &[u8]) -> Result<SilverParts, SilverReadError> {
+    pub fn read(bytes: &[u8]) -> Result<SilverParts, RecordReadError> {
         match Self::read_avro(bytes)? {
             Some((event, flags, lineage)) => Ok((event, flags, lineage.offset)),
             None => match Self::read_written(bytes) {
@@ -243,7 +244,7 @@ impl SilverMessage {
     }
 
     /// The whole record, as [`read`](Self::read) reads it.
-    pub fn decode(bytes: &[u8]) -> Result<SilverMessage, SilverReadError> {
+    pub fn decode(bytes: &[u8]) -> Result<SilverMessage, RecordReadError> {
         match Self::read_avro(bytes)? {
             Some((event, flags, l)) => Ok(SilverMessage {
                 event,
@@ -264,16 +265,11 @@ impl SilverMessage {
     /// `Ok(None)` when `bytes` is not Avro single-object encoded at all.
     fn read_avro(
         bytes: &[u8],
-    ) -> Result<Option<(SilverEvent, EventFlags, LineageRef<'_>)>, SilverReadError> {
-        let Some(mut r) = crate::avro::AvroReader::single_object(bytes, &SILVER_AVRO_HEADER) else {
-            return match bytes {
-                [0xC3, 0x01, fp @ ..] if fp.len() >= 8 => {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&fp[..8]);
-                    Err(SilverReadError::OtherSchema(u64::from_le_bytes(b)))
-                }
-                _ => Ok(None),
-            };
+    ) -> Result<Option<(SilverEvent, EventFlags, LineageRef<'_>)>, RecordReadError> {
+        let Some(mut r) = crate::avro::AvroReader::of_schema(bytes, &SILVER_AVRO_HEADER)
+            .map_err(|fp| RecordReadError::OtherSchema("silver", fp))?
+        else {
+            return Ok(None);
         };
         let mut read = || -> Option<_> {
             let text = |r: &mut crate::avro::AvroReader<'_>| r.string().map(str::to_owned);
@@ -318,7 +314,7 @@ impl SilverMessage {
             r.end()?;
             Some((event, flags, lineage))
         };
-        read().map(Some).ok_or(SilverReadError::Avro)
+        read().map(Some).ok_or(RecordReadError::Avro("silver"))
     }
 
     /// A JSON record in the form earlier versions of the processor wrote (the fields
@@ -494,25 +490,71 @@ pub struct WindowMessage {
     pub totals: UsageTotals,
 }
 
+/// The Parsing Canonical Form of `schemas/avro/usage_window.avsc`, the schema
+/// `speed.usage_windows` records are written in (a test holds the two equal).
+pub const WINDOW_AVRO_SCHEMA: &str = concat!(
+    r#"{"name":"usage_pipeline.UsageWindow","type":"record","fields":["#,
+    r#"{"name":"org_id","type":"string"},{"name":"service","type":"string"},"#,
+    r#"{"name":"window_start","type":"long"},{"name":"window_end","type":"long"},"#,
+    r#"{"name":"events","type":"long"},{"name":"requests","type":"double"},"#,
+    r#"{"name":"cpu_hours","type":"double"},{"name":"storage_gb_hours","type":"double"},"#,
+    r#"{"name":"cost_usd","type":"double"},{"name":"negative_cost_events","type":"long"},"#,
+    r#"{"name":"genai_tokens","type":"long"},{"name":"carbon_kg","type":"double"}]}"#,
+);
+
+const WINDOW_AVRO_HEADER: [u8; 10] = crate::avro::header(WINDOW_AVRO_SCHEMA);
+
 impl WindowMessage {
-    /// The record as JSON, the bytes `serde_json::to_vec` gives (the totals beside
-    /// the other fields), written directly ([`crate::written::Writer`]).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    /// The record as the processor writes it: Avro single-object encoding of
+    /// [`WINDOW_AVRO_SCHEMA`] (`schemas/avro/usage_window.avsc`), the totals beside
+    /// the other fields as in the JSON form.
+    pub fn write_avro(&self, out: &mut Vec<u8>) {
         let t = &self.totals;
-        let mut w = crate::written::Writer::object(out);
-        w.field("org_id").text(&self.org_id);
-        w.field("service").text(&self.service);
-        w.field("window_start").int(self.window_start);
-        w.field("window_end").int(self.window_end);
-        w.field("events").int(t.events);
-        w.field("requests").double(t.requests);
-        w.field("cpu_hours").double(t.cpu_hours);
-        w.field("storage_gb_hours").double(t.storage_gb_hours);
-        w.field("cost_usd").double(t.cost_usd);
-        w.field("negative_cost_events").int(t.negative_cost_events);
-        w.field("genai_tokens").int(t.genai_tokens);
-        w.field("carbon_kg").double(t.carbon_kg);
-        w.close();
+        out.extend_from_slice(&WINDOW_AVRO_HEADER);
+        crate::avro::AvroWriter::new(out)
+            .string(&self.org_id)
+            .string(&self.service)
+            .long(self.window_start)
+            .long(self.window_end)
+            .long(t.events)
+            .double(t.requests)
+            .double(t.cpu_hours)
+            .double(t.storage_gb_hours)
+            .double(t.cost_usd)
+            .long(t.negative_cost_events)
+            .long(t.genai_tokens)
+            .double(t.carbon_kg);
+    }
+
+    /// A record as [`write_avro`](Self::write_avro) writes it, or in the JSON
+    /// earlier processors wrote.
+    pub fn decode(bytes: &[u8]) -> Result<WindowMessage, RecordReadError> {
+        let Some(mut r) = crate::avro::AvroReader::of_schema(bytes, &WINDOW_AVRO_HEADER)
+            .map_err(|fp| RecordReadError::OtherSchema("window", fp))?
+        else {
+            return Ok(serde_json::from_slice(bytes)?);
+        };
+        let mut read = || -> Option<WindowMessage> {
+            let w = WindowMessage {
+                org_id: r.string()?.to_owned(),
+                service: r.string()?.to_owned(),
+                window_start: r.long()?,
+                window_end: r.long()?,
+                totals: UsageTotals {
+                    events: r.long()?,
+                    requests: r.double()?,
+                    cpu_hours: r.double()?,
+                    storage_gb_hours: r.double()?,
+                    cost_usd: r.double()?,
+                    negative_cost_events: r.long()?,
+                    genai_tokens: r.long()?,
+                    carbon_kg: r.double()?,
+                },
+            };
+            r.end()?;
+            Some(w)
+        };
+        read().ok_or(RecordReadError::Avro("window"))
     }
 }
 
@@ -593,8 +635,8 @@ mod tests {
             totals,
         };
         let json = serde_json::to_string(&w).unwrap();
-        // Written directly, the same bytes as serde's; a non-finite double is null in
-        // both.
+        // Through Avro bit for bit, non-finite doubles too; cut short, an error; the
+        // JSON earlier processors wrote is still read.
         for w in [
             w.clone(),
             WindowMessage {
@@ -607,12 +649,19 @@ mod tests {
             },
         ] {
             let mut written = Vec::new();
-            w.write_json(&mut written);
-            assert_eq!(
-                String::from_utf8(written).unwrap(),
-                serde_json::to_string(&w).unwrap()
-            );
+            w.write_avro(&mut written);
+            let back = WindowMessage::decode(&written).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{w:?}"));
+            assert_eq!(back.totals.cost_usd.to_bits(), w.totals.cost_usd.to_bits());
+            for cut in [written.len() - 1, 10, 12] {
+                assert!(WindowMessage::decode(&written[..cut]).is_err(), "{cut}");
+            }
+            assert!(matches!(
+                SilverMessage::decode(&written),
+                Err(RecordReadError::OtherSchema("silver", _))
+            ));
         }
+        assert_eq!(WindowMessage::decode(json.as_bytes()).unwrap(), w);
         // Written flat: the totals beside the other fields.
         assert!(
             json.contains(r#""window_end":9223372036854775807,"events":3,"#),
@@ -741,7 +790,7 @@ mod tests {
             more.push(0);
             assert!(matches!(
                 SilverMessage::read(&more),
-                Err(SilverReadError::Avro)
+                Err(RecordReadError::Avro("silver"))
             ));
         }
         // Another schema's fingerprint is named, not misread as JSON.
@@ -749,16 +798,16 @@ mod tests {
         other[2] ^= 1;
         assert!(matches!(
             SilverMessage::read(&other),
-            Err(SilverReadError::OtherSchema(_))
+            Err(RecordReadError::OtherSchema(..))
         ));
     }
 
     /// Another Avro implementation (the Apache project's) reads what the processor
-    /// writes: the schema file's canonical form is ours, and its reader finds our
-    /// fingerprint in the header and the same message in the datum.
+    /// writes: the schema files' canonical forms are ours, and its reader finds our
+    /// fingerprints in the headers and the same messages in the data.
     #[test]
     #[allow(clippy::unwrap_used)]
-    fn apache_avro_reads_silver_records_with_the_schema_file() {
+    fn apache_avro_reads_silver_and_window_records_with_the_schema_files() {
         let avsc = include_str!("../avro/silver_usage_event.avsc");
         let schema = apache_avro::Schema::parse_str(avsc).unwrap();
         assert_eq!(schema.canonical_form(), SILVER_AVRO_SCHEMA);
@@ -773,6 +822,44 @@ mod tests {
             let back: SilverMessage = apache_avro::from_value(&value).unwrap();
             assert_eq!(format!("{back:?}"), format!("{m:?}"));
         }
+        let avsc = include_str!("../avro/usage_window.avsc");
+        let schema = apache_avro::Schema::parse_str(avsc).unwrap();
+        assert_eq!(schema.canonical_form(), WINDOW_AVRO_SCHEMA);
+        let reader = apache_avro::GenericSingleObjectReader::new(schema).unwrap();
+        let w = WindowMessage {
+            org_id: "org_ünï".into(),
+            service: "compute".into(),
+            window_start: -1_800_000_000,
+            window_end: i64::MAX,
+            totals: UsageTotals {
+                events: 3,
+                requests: 0.1 + 0.2,
+                cpu_hours: 1e-300,
+                storage_gb_hours: 274.123_599_999_999_95,
+                cost_usd: -0.0,
+                negative_cost_events: 1,
+                genai_tokens: i64::MIN,
+                carbon_kg: 5.0,
+            },
+        };
+        buf.clear();
+        w.write_avro(&mut buf);
+        let value = reader.read_value(&mut buf.as_slice()).unwrap();
+        let apache_avro::types::Value::Record(fields) = value else {
+            panic!("{value:?}");
+        };
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names[..4],
+            ["org_id", "service", "window_start", "window_end"]
+        );
+        assert_eq!(
+            fields[1].1,
+            apache_avro::types::Value::String("compute".into())
+        );
+        assert_eq!(fields[3].1, apache_avro::types::Value::Long(i64::MAX));
+        assert_eq!(fields[10].1, apache_avro::types::Value::Long(i64::MIN));
+        assert_eq!(fields[6].1, apache_avro::types::Value::Double(1e-300));
     }
 
     #[test]

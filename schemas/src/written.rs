@@ -1,7 +1,8 @@
 //! Reading JSON records the way the pipeline writes them (serde_json, compact, fields
 //! in the order of their struct), field by field and without serde's machinery: the
-//! hot records (`speed.daily_usage` for serving, `silver.usage_events` for the
-//! compactor) are read this way, and anything else falls back to serde.
+//! hot JSON records (`speed.daily_usage` for serving, and `silver.usage_events` as
+//! processors before the Avro records wrote them, for the compactor) are read this
+//! way, and anything else falls back to serde.
 
 /// Reads a JSON object written the way the processor writes it (serde_json,
 /// compact, fields in a known order), field by field. Anything else (an escape in a
@@ -200,113 +201,5 @@ impl<'a> Written<'a> {
     /// The end of the record: its last `}`, and nothing after it.
     pub fn end(&mut self) -> Option<()> {
         (self.json.get(self.at..)? == b"}").then_some(())
-    }
-}
-
-/// Writes JSON exactly as serde_json writes the same struct (compact, fields in the
-/// struct's order), without serde's machinery: field names are written as given (a
-/// literal, nothing to escape), strings are copied when nothing in them needs an
-/// escape. The hot records (`silver.usage_events`, `speed.usage_windows`) are written
-/// this way; a test per record checks the bytes equal serde's.
-pub struct Writer<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> Writer<'a> {
-    /// Starts an object (`{`) at the end of `out`.
-    pub fn object(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Writer { out, first: true }
-    }
-
-    /// `"name":` (after a comma, but for an object's first field).
-    pub fn field(&mut self, name: &str) -> &mut Self {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
-        self
-    }
-
-    /// A field whose value is an object: its fields come next, then
-    /// [`Writer::close`].
-    pub fn open(&mut self, name: &str) -> &mut Self {
-        self.field(name);
-        self.out.push(b'{');
-        self.first = true;
-        self
-    }
-
-    /// The end of an object.
-    pub fn close(&mut self) -> &mut Self {
-        self.out.push(b'}');
-        self.first = false;
-        self
-    }
-
-    pub fn text(&mut self, s: &str) -> &mut Self {
-        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.out.push(b'"');
-            self.out.extend_from_slice(s.as_bytes());
-            self.out.push(b'"');
-        } else {
-            // Writing to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *self.out, s);
-        }
-        self
-    }
-
-    pub fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
-        match s {
-            Some(s) => self.text(s),
-            None => self.null(),
-        }
-    }
-
-    pub fn null(&mut self) -> &mut Self {
-        self.out.extend_from_slice(b"null");
-        self
-    }
-
-    pub fn boolean(&mut self, v: bool) -> &mut Self {
-        self.out
-            .extend_from_slice(if v { b"true" } else { b"false" });
-        self
-    }
-
-    /// An integer, as serde writes it (itoa).
-    pub fn int(&mut self, v: impl itoa::Integer) -> &mut Self {
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        self
-    }
-
-    pub fn opt_int(&mut self, v: Option<impl itoa::Integer>) -> &mut Self {
-        match v {
-            Some(v) => self.int(v),
-            None => self.null(),
-        }
-    }
-
-    /// A double, as serde writes it (zmij; a non-finite double is `null`).
-    pub fn double(&mut self, v: f64) -> &mut Self {
-        if v.is_finite() {
-            self.out
-                .extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
-            self
-        } else {
-            self.null()
-        }
-    }
-
-    pub fn opt_double(&mut self, v: Option<f64>) -> &mut Self {
-        match v {
-            Some(v) => self.double(v),
-            None => self.null(),
-        }
     }
 }

@@ -224,15 +224,21 @@ pub fn table(
     out
 }
 
-/// A record of a derived event topic as JSON: a `silver.usage_events` record (Avro)
-/// decoded as the Avro schema says, the others (JSON) as they are.
+/// A record of a derived event topic as JSON: a `silver.usage_events` or
+/// `speed.usage_windows` record (Avro) decoded as its schema says, the others (JSON)
+/// as they are.
 pub fn record_json(topic: &str, r: &StoredRecord) -> serde_json::Value {
-    if topic == processor::SILVER_TOPIC {
-        serde_json::to_value(schemas::speed::SilverMessage::decode(&r.record.value).unwrap())
-            .unwrap()
-    } else {
-        serde_json::from_slice(&r.record.value).unwrap()
+    let bytes = &r.record.value;
+    match topic {
+        processor::SILVER_TOPIC => {
+            serde_json::to_value(schemas::speed::SilverMessage::decode(bytes).unwrap())
+        }
+        processor::WINDOWS_TOPIC => {
+            serde_json::to_value(schemas::speed::WindowMessage::decode(bytes).unwrap())
+        }
+        _ => serde_json::from_slice(bytes),
     }
+    .unwrap()
 }
 
 pub fn header(r: &StoredRecord, name: &str) -> String {

@@ -77,7 +77,7 @@ fn emitted_windows(log: &eventlog::EmbeddedLog) -> BTreeMap<(String, String, i64
         .into_values()
         .flatten()
     {
-        let w: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+        let w = record_json(processor::WINDOWS_TOPIC, &r);
         let key = (
             w["org_id"].as_str().unwrap().to_owned(),
             w["service"].as_str().unwrap().to_owned(),

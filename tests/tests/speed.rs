@@ -89,7 +89,7 @@ fn late_events_windows_and_the_dedup_horizon() {
         .into_values()
         .flatten()
         .map(|r| {
-            let w: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+            let w = record_json(processor::WINDOWS_TOPIC, &r);
             let start = schemas::time::format_micros(w["window_start"].as_i64().unwrap());
             (start, w["events"].as_i64().unwrap())
         })
