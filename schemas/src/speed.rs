@@ -614,10 +614,10 @@ mod tests {
         assert_eq!(window_starts(t), [t - SLIDE_MICROS, t]);
     }
 
-    #[test]
-    #[allow(clippy::unwrap_used)]
-    fn messages_with_totals_read_back_what_they_wrote() {
-        let totals = UsageTotals {
+    /// Totals whose numbers are hard to carry: a sum that is no short decimal, a
+    /// tiny value, a negative zero, an extreme integer.
+    fn odd_totals() -> UsageTotals {
+        UsageTotals {
             events: 3,
             requests: 0.1 + 0.2,
             cpu_hours: 1e-300,
@@ -626,7 +626,13 @@ mod tests {
             negative_cost_events: 1,
             genai_tokens: i64::MAX,
             carbon_kg: 5.0,
-        };
+        }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn messages_with_totals_read_back_what_they_wrote() {
+        let totals = odd_totals();
         let w = WindowMessage {
             org_id: "o \"1\"".into(),
             service: "compute".into(),
@@ -832,14 +838,8 @@ mod tests {
             window_start: -1_800_000_000,
             window_end: i64::MAX,
             totals: UsageTotals {
-                events: 3,
-                requests: 0.1 + 0.2,
-                cpu_hours: 1e-300,
-                storage_gb_hours: 274.123_599_999_999_95,
-                cost_usd: -0.0,
-                negative_cost_events: 1,
                 genai_tokens: i64::MIN,
-                carbon_kg: 5.0,
+                ..odd_totals()
             },
         };
         buf.clear();
