@@ -283,7 +283,7 @@ impl Json<'_> {
 }
 
 /// The fields the rules read; others are skipped. Absent and `null` are both `None`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct RawEvent<'a> {
     #[serde(borrow, default)]
     event_id: Option<Json<'a>>,
@@ -313,6 +313,191 @@ struct RawEvent<'a> {
     genai_tokens: Option<Json<'a>>,
 }
 
+/// Reading a line in the form nearly every line has, without serde: one flat object,
+/// keys and strings without escapes, numbers in JSON's grammar, each field once.
+/// Anything else (an escape, a nested value, a repeated field, a number serde would
+/// read another way) is `None`, and serde reads the line (or refuses it): this gives
+/// what serde gives or nothing (a test compares the two).
+mod simple {
+    use super::{Json, RawEvent};
+    use std::borrow::Cow;
+
+    pub(super) fn raw_event(text: &str) -> Option<RawEvent<'_>> {
+        let b = text.as_bytes();
+        let mut i = ws(b, 0);
+        if *b.get(i)? != b'{' {
+            return None;
+        }
+        i = ws(b, i + 1);
+        let mut raw = RawEvent::default();
+        let mut seen = 0u16;
+        if *b.get(i)? == b'}' {
+            i += 1;
+        } else {
+            loop {
+                let (key, j) = string(text, i)?;
+                i = ws(b, j);
+                if *b.get(i)? != b':' {
+                    return None;
+                }
+                let (value, j) = scalar(text, ws(b, i + 1))?;
+                i = ws(b, j);
+                if let Some((bit, slot)) = field(&mut raw, key) {
+                    if seen & bit != 0 {
+                        return None;
+                    }
+                    seen |= bit;
+                    *slot = value;
+                }
+                match *b.get(i)? {
+                    b',' => i = ws(b, i + 1),
+                    b'}' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        (ws(b, i) == b.len()).then_some(raw)
+    }
+
+    /// The slot of a field the rules read, and its bit among those seen.
+    fn field<'r, 'a>(
+        raw: &'r mut RawEvent<'a>,
+        key: &str,
+    ) -> Option<(u16, &'r mut Option<Json<'a>>)> {
+        let slot = match key {
+            "event_id" => (1, &mut raw.event_id),
+            "timestamp" => (1 << 1, &mut raw.timestamp),
+            "org_id" => (1 << 2, &mut raw.org_id),
+            "resource_id" => (1 << 3, &mut raw.resource_id),
+            "service" => (1 << 4, &mut raw.service),
+            "region" => (1 << 5, &mut raw.region),
+            "metric" => (1 << 6, &mut raw.metric),
+            "value" => (1 << 7, &mut raw.value),
+            "unit" => (1 << 8, &mut raw.unit),
+            "cost_usd_increment" => (1 << 9, &mut raw.cost_usd_increment),
+            "schema_version" => (1 << 10, &mut raw.schema_version),
+            "carbon_kg" => (1 << 11, &mut raw.carbon_kg),
+            "genai_tokens" => (1 << 12, &mut raw.genai_tokens),
+            _ => return None,
+        };
+        Some(slot)
+    }
+
+    /// JSON's whitespace from `i` on.
+    fn ws(b: &[u8], mut i: usize) -> usize {
+        while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    }
+
+    /// A string without escapes or control characters at `i`, and the index after it.
+    fn string(text: &str, i: usize) -> Option<(&str, usize)> {
+        let b = text.as_bytes();
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let start = i + 1;
+        let end = special(b, start)?;
+        (b[end] == b'"').then(|| (&text[start..end], end + 1))
+    }
+
+    /// The index of the first `"`, `\\` or control character from `i` on, eight
+    /// bytes at a time.
+    pub(super) fn special(b: &[u8], mut i: usize) -> Option<usize> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        // The high bit of each byte of `w` below `n` (exact for the lowest such byte,
+        // the one wanted; bytes of 0x80 and above never count).
+        let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(w);
+            let hits = below(w, 0x20) | below(w ^ (ONES * 0x22), 1) | below(w ^ (ONES * 0x5c), 1);
+            if hits != 0 {
+                return Some(i + (hits.trailing_zeros() / 8) as usize);
+            }
+            i += 8;
+        }
+        b.get(i..)?
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .map(|k| i + k)
+    }
+
+    /// A string, number, boolean or `null` (`None`) at `i`, and the index after it.
+    fn scalar(text: &str, i: usize) -> Option<(Option<Json<'_>>, usize)> {
+        let b = text.as_bytes();
+        let literal = |word: &[u8], v: Option<Json<'static>>| {
+            (b.get(i..i + word.len())? == word).then_some((v, i + word.len()))
+        };
+        match *b.get(i)? {
+            b'"' => string(text, i).map(|(s, j)| (Some(Json::Str(Cow::Borrowed(s))), j)),
+            b'n' => literal(b"null", None),
+            b't' => literal(b"true", Some(Json::Bool(true))),
+            b'f' => literal(b"false", Some(Json::Bool(false))),
+            b'-' | b'0'..=b'9' => number(text, i).map(|(v, j)| (Some(v), j)),
+            _ => None,
+        }
+    }
+
+    /// A number in JSON's grammar at `i`: an integer that fits an i64 (but `-0`,
+    /// which serde reads as a float), or a finite float, parsed correctly rounded as
+    /// serde's `float_roundtrip` parses it.
+    fn number(text: &str, i: usize) -> Option<(Json<'_>, usize)> {
+        let b = text.as_bytes();
+        let digits = |mut j: usize| {
+            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            j
+        };
+        let mut j = i + usize::from(b[i] == b'-');
+        match *b.get(j)? {
+            b'0' => j += 1,
+            b'1'..=b'9' => j = digits(j),
+            _ => return None,
+        }
+        let mut float = false;
+        if b.get(j) == Some(&b'.') {
+            let k = digits(j + 1);
+            if k == j + 1 {
+                return None;
+            }
+            (j, float) = (k, true);
+        }
+        if matches!(b.get(j), Some(b'e' | b'E')) {
+            j += 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            let k = digits(j);
+            if k == j {
+                return None;
+            }
+            (j, float) = (k, true);
+        }
+        if b.get(j).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        let s = &text[i..j];
+        let v = if float {
+            Json::Float(s.parse::<f64>().ok().filter(|v| v.is_finite())?)
+        } else {
+            let v: i64 = s.parse().ok()?;
+            if v == 0 && b[i] == b'-' {
+                return None;
+            }
+            Json::Int(v)
+        };
+        Some((v, j))
+    }
+}
+
 /// Applies the typing rules (`parse_error` .. `bad_cost`) to one raw JSONL line.
 /// A line must be one JSON object (a repeated key is a `parse_error`).
 pub fn parse_event(line: &[u8]) -> Result<BronzeEvent, Reason> {
@@ -320,7 +505,10 @@ pub fn parse_event(line: &[u8]) -> Result<BronzeEvent, Reason> {
     if !text.trim_start().starts_with('{') {
         return Err(Reason::ParseError);
     }
-    let raw: RawEvent = serde_json::from_str(text).map_err(|_| Reason::ParseError)?;
+    let raw: RawEvent = match simple::raw_event(text) {
+        Some(raw) => raw,
+        None => serde_json::from_str(text).map_err(|_| Reason::ParseError)?,
+    };
     let event_id = match raw.event_id {
         Some(Json::Str(s)) if !s.trim().is_empty() => s.into_owned(),
         _ => return Err(Reason::MissingEventId),
@@ -500,5 +688,142 @@ pub fn event_routing(line: &[u8]) -> EventRouting<'_> {
             org_id: None,
             ts_micros: None,
         },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn by_serde(line: &str) -> Option<RawEvent<'_>> {
+        serde_json::from_str(line).ok()
+    }
+
+    /// Every line of the sample takes the direct path, and reads as serde reads it.
+    #[test]
+    fn the_samples_lines_read_directly_as_serde_reads_them() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/landing/usage_events_stream"
+        );
+        let mut lines = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+                let direct = simple::raw_event(line).unwrap_or_else(|| panic!("{line}"));
+                assert_eq!(Some(&direct), by_serde(line).as_ref(), "{line}");
+                lines += 1;
+            }
+        }
+        assert!(lines >= 43_000, "{lines}");
+    }
+
+    #[test]
+    fn what_the_direct_path_leaves_to_serde() {
+        let direct = |l: &str| simple::raw_event(l).is_some();
+        // Taken: the plain forms, whitespace, unknown scalar fields, nulls.
+        for l in [
+            r#"{}"#,
+            " {\t\"event_id\" :\r\n\"e\" , \"x\": -1.5e-3, \"value\": null } \n",
+            r#"{"value": 0, "cost_usd_increment": -12.5E+2, "unit": "", "y": true}"#,
+        ] {
+            assert!(direct(l), "{l}");
+            assert_eq!(simple::raw_event(l), by_serde(l), "{l}");
+        }
+        // Left to serde, which reads some of them and refuses the others.
+        for l in [
+            r#"{"event_id": "a\"b"}"#,
+            r#"{"event_id": "\u00e9"}"#,
+            "{\"event_id\": \"tab\there\"}",
+            r#"{"event_id": "e", "event_id": "f"}"#,
+            r#"{"value": null, "value": 1}"#,
+            r#"{"value": -0}"#,
+            r#"{"value": 01}"#,
+            r#"{"value": 1.}"#,
+            r#"{"value": .5}"#,
+            r#"{"value": 1e400}"#,
+            r#"{"value": 9223372036854775808}"#,
+            r#"{"x": {"y": 1}}"#,
+            r#"{"x": [1]}"#,
+            r#"{"value": nul}"#,
+            r#"{"value": 1} x"#,
+            r#"{"value": 1,}"#,
+            r#"{"v\u0061lue": 1}"#,
+            r#"[1]"#,
+        ] {
+            assert!(!direct(l), "{l}");
+        }
+        assert_eq!(
+            simple::raw_event(
+                r#"{"value": 9223372036854775807, "carbon_kg": -9223372036854775808}"#
+            )
+            .map(|r| (r.value, r.carbon_kg)),
+            Some((Some(Json::Int(i64::MAX)), Some(Json::Int(i64::MIN))))
+        );
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("event_id"),
+            Just("timestamp"),
+            Just("org_id"),
+            Just("value"),
+            Just("unit"),
+            Just("cost_usd_increment"),
+            Just("schema_version"),
+            Just("genai_tokens"),
+            Just("x"),
+            Just("v\\u0061lue"),
+        ];
+        let value = prop_oneof![
+            4 => "\"[ -~]{0,6}\"",
+            4 => "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,4})?([eE][+-]?[0-9]{1,3})?",
+            1 => "[-+.0-9eE]{1,6}",
+            1 => Just("null".to_owned()),
+            1 => Just("true".to_owned()),
+            1 => Just("nul".to_owned()),
+            1 => Just("{\"a\": 1}".to_owned()),
+            1 => Just("[]".to_owned()),
+            1 => Just("\"\\u00e9\\n\"".to_owned()),
+            1 => Just("\"\t\"".to_owned()),
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\t"), Just("\r\n")];
+        (key, ws.clone(), value, ws).prop_map(|(k, w1, v, w2)| format!("\"{k}\"{w1}:{w2}{v}"))
+    }
+
+    proptest! {
+        /// The eight-bytes-at-a-time scan finds what a byte-by-byte one finds.
+        #[test]
+        fn special_bytes_are_found_as_one_by_one(
+            bytes in proptest::collection::vec(
+                prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => Just(b'"')],
+                0..40,
+            ),
+            from in 0usize..12,
+        ) {
+            let naive = bytes
+                .get(from..)
+                .and_then(|t| t.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20))
+                .map(|k| from + k);
+            prop_assert_eq!(simple::special(&bytes, from), naive);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Whatever the direct path reads, serde reads the same.
+        #[test]
+        fn the_direct_path_reads_what_serde_reads(
+            fields in proptest::collection::vec(token(), 0..8),
+            sep in prop_oneof![Just(","), Just(", "), Just(" ,")],
+            tail in prop_oneof![Just(""), Just(" "), Just("\n"), Just(" x"), Just(",")],
+        ) {
+            let line = format!("{{{}}}{tail}", fields.join(sep));
+            if let Some(direct) = simple::raw_event(&line) {
+                prop_assert_eq!(Some(direct), by_serde(&line), "{}", line);
+            }
+        }
     }
 }
