@@ -112,7 +112,7 @@ pub struct AvroReader<'a> {
 
 impl<'a> AvroReader<'a> {
     /// The datum after `header`, or `None` if `bytes` does not start with it.
-    pub fn single_object(bytes: &'a [u8], header: &[u8; 10]) -> Option<Self> {
+    fn single_object(bytes: &'a [u8], header: &[u8; 10]) -> Option<Self> {
         bytes
             .strip_prefix(header.as_slice())
             .map(|buf| AvroReader { buf, pos: 0 })

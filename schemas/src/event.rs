@@ -283,7 +283,8 @@ impl Json<'_> {
 }
 
 /// The fields the rules read; others are skipped. Absent and `null` are both `None`.
-#[derive(Deserialize, Default, Debug, PartialEq)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct RawEvent<'a> {
     #[serde(borrow, default)]
     event_id: Option<Json<'a>>,
@@ -320,6 +321,7 @@ struct RawEvent<'a> {
 /// what serde gives or nothing (a test compares the two).
 mod simple {
     use super::{Json, RawEvent};
+    use crate::written::{number_end, plain_text_end};
     use std::borrow::Cow;
 
     pub(super) fn raw_event(text: &str) -> Option<RawEvent<'_>> {
@@ -401,32 +403,8 @@ mod simple {
             return None;
         }
         let start = i + 1;
-        let end = special(b, start)?;
+        let end = plain_text_end(b, start)?;
         (b[end] == b'"').then(|| (&text[start..end], end + 1))
-    }
-
-    /// The index of the first `"`, `\\` or control character from `i` on, eight
-    /// bytes at a time.
-    pub(super) fn special(b: &[u8], mut i: usize) -> Option<usize> {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
-        // The high bit of each byte of `w` below `n` (exact for the lowest such byte,
-        // the one wanted; bytes of 0x80 and above never count).
-        let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
-        while let Some(chunk) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            let w = u64::from_le_bytes(w);
-            let hits = below(w, 0x20) | below(w ^ (ONES * 0x22), 1) | below(w ^ (ONES * 0x5c), 1);
-            if hits != 0 {
-                return Some(i + (hits.trailing_zeros() / 8) as usize);
-            }
-            i += 8;
-        }
-        b.get(i..)?
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-            .map(|k| i + k)
     }
 
     /// A string, number, boolean or `null` (`None`) at `i`, and the index after it.
@@ -450,40 +428,7 @@ mod simple {
     /// serde's `float_roundtrip` parses it.
     fn number(text: &str, i: usize) -> Option<(Json<'_>, usize)> {
         let b = text.as_bytes();
-        let digits = |mut j: usize| {
-            while b.get(j).is_some_and(u8::is_ascii_digit) {
-                j += 1;
-            }
-            j
-        };
-        let mut j = i + usize::from(b[i] == b'-');
-        match *b.get(j)? {
-            b'0' => j += 1,
-            b'1'..=b'9' => j = digits(j),
-            _ => return None,
-        }
-        let mut float = false;
-        if b.get(j) == Some(&b'.') {
-            let k = digits(j + 1);
-            if k == j + 1 {
-                return None;
-            }
-            (j, float) = (k, true);
-        }
-        if matches!(b.get(j), Some(b'e' | b'E')) {
-            j += 1;
-            if matches!(b.get(j), Some(b'+' | b'-')) {
-                j += 1;
-            }
-            let k = digits(j);
-            if k == j {
-                return None;
-            }
-            (j, float) = (k, true);
-        }
-        if b.get(j).is_some_and(u8::is_ascii_digit) {
-            return None;
-        }
+        let (j, float) = number_end(b, i)?;
         let s = &text[i..j];
         let v = if float {
             Json::Float(s.parse::<f64>().ok().filter(|v| v.is_finite())?)
@@ -791,24 +736,6 @@ mod tests {
         ];
         let ws = prop_oneof![Just(""), Just(" "), Just("\t"), Just("\r\n")];
         (key, ws.clone(), value, ws).prop_map(|(k, w1, v, w2)| format!("\"{k}\"{w1}:{w2}{v}"))
-    }
-
-    proptest! {
-        /// The eight-bytes-at-a-time scan finds what a byte-by-byte one finds.
-        #[test]
-        fn special_bytes_are_found_as_one_by_one(
-            bytes in proptest::collection::vec(
-                prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => Just(b'"')],
-                0..40,
-            ),
-            from in 0usize..12,
-        ) {
-            let naive = bytes
-                .get(from..)
-                .and_then(|t| t.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20))
-                .map(|k| from + k);
-            prop_assert_eq!(simple::special(&bytes, from), naive);
-        }
     }
 
     proptest! {

@@ -233,13 +233,10 @@ impl SilverMessage {
     pub fn read(bytes: &[u8]) -> Result<SilverParts, RecordReadError> {
         match Self::read_avro(bytes)? {
             Some((event, flags, lineage)) => Ok((event, flags, lineage.offset)),
-            None => match Self::read_written(bytes) {
-                Some(parts) => Ok(parts),
-                None => {
-                    let m: SilverMessage = serde_json::from_slice(bytes)?;
-                    Ok((m.event, m.flags, m.lineage.offset))
-                }
-            },
+            None => {
+                let m: SilverMessage = serde_json::from_slice(bytes)?;
+                Ok((m.event, m.flags, m.lineage.offset))
+            }
         }
     }
 
@@ -315,110 +312,6 @@ impl SilverMessage {
             Some((event, flags, lineage))
         };
         read().map(Some).ok_or(RecordReadError::Avro("silver"))
-    }
-
-    /// A JSON record in the form earlier versions of the processor wrote (the fields
-    /// of `SilverMessage`, `SilverEvent`, `EventFlags` and `Lineage` in their structs'
-    /// order), or `None`.
-    pub fn read_written(json: &[u8]) -> Option<SilverParts> {
-        use crate::written::Written;
-        fn text(w: &mut Written<'_>) -> Option<String> {
-            w.any_text().map(std::borrow::Cow::into_owned)
-        }
-        fn flag(w: &mut Written<'_>, name: &str) -> Option<bool> {
-            w.field(name)?;
-            w.boolean()
-        }
-        let mut w = Written::new(json);
-        w.object("event")?;
-        w.field("event_id")?;
-        let event_id = text(&mut w)?;
-        w.field("ts_micros")?;
-        let ts_micros = w.integer()?;
-        w.field("usage_date")?;
-        let usage_date = w.integer()?.try_into().ok()?;
-        w.field("org_id")?;
-        let org_id = text(&mut w)?;
-        w.field("resource_id")?;
-        let resource_id = text(&mut w)?;
-        w.field("service")?;
-        let service = text(&mut w)?;
-        w.field("region")?;
-        let region = text(&mut w)?;
-        w.field("metric")?;
-        let metric = text(&mut w)?;
-        w.field("value")?;
-        let value = w.opt_double()?;
-        w.field("unit")?;
-        let unit = text(&mut w)?;
-        w.field("cost_usd")?;
-        let cost_usd = w.double()?;
-        w.field("schema_version")?;
-        let schema_version = w.integer()?.try_into().ok()?;
-        w.field("carbon_kg")?;
-        let carbon_kg = w.opt_double()?;
-        w.field("genai_tokens")?;
-        let genai_tokens = w.opt_integer()?;
-        w.field("org_name")?;
-        let org_name = text(&mut w)?;
-        w.field("industry")?;
-        let industry = text(&mut w)?;
-        w.field("plan_tier")?;
-        let plan_tier = text(&mut w)?;
-        w.field("hq_region")?;
-        let hq_region = text(&mut w)?;
-        w.field("resource_state")?;
-        let resource_state = text(&mut w)?;
-        w.field("resource_created_at")?;
-        let resource_created_at = w.integer()?.try_into().ok()?;
-        w.close()?;
-        w.object("flags")?;
-        let flags = EventFlags {
-            unit_imputed: flag(&mut w, "unit_imputed")?,
-            cost_negative: flag(&mut w, "cost_negative")?,
-            cost_spike: flag(&mut w, "cost_spike")?,
-            tokens_misplaced: flag(&mut w, "tokens_misplaced")?,
-            before_resource: flag(&mut w, "before_resource")?,
-        };
-        w.close()?;
-        w.object("lineage")?;
-        w.field("source_file")?;
-        w.opt_text()?;
-        w.field("line_no")?;
-        w.opt_integer()?;
-        w.field("topic")?;
-        w.any_text()?;
-        w.field("partition")?;
-        w.integer()?;
-        w.field("offset")?;
-        let offset = w.integer()?.try_into().ok()?;
-        w.field("ingest_ms")?;
-        w.integer()?;
-        w.close()?;
-        w.end()?;
-        let event = SilverEvent {
-            event_id,
-            ts_micros,
-            usage_date,
-            org_id,
-            resource_id,
-            service,
-            region,
-            metric,
-            value,
-            unit,
-            cost_usd,
-            schema_version,
-            carbon_kg,
-            genai_tokens,
-            org_name,
-            industry,
-            plan_tier,
-            hq_region,
-            resource_state,
-            resource_created_at,
-        };
-        Some((event, flags, offset))
     }
 }
 
@@ -864,28 +757,26 @@ mod tests {
 
     #[test]
     #[allow(clippy::unwrap_used)]
-    fn silver_records_read_as_written_equal_serdes_reading() {
+    fn silver_records_in_json_as_earlier_processors_wrote_them_are_read() {
         for m in messages(3000) {
             let json = serde_json::to_vec(&m).unwrap();
-            let (e, f, o) = SilverMessage::read_written(&json)
-                .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&json)));
-            let back: SilverMessage = serde_json::from_slice(&json).unwrap();
-            // Bit for bit: through JSON, as serde reads it.
-            assert_eq!(format!("{e:?}"), format!("{:?}", back.event));
-            assert_eq!((f, o), (back.flags, back.lineage.offset));
-            assert_eq!(e.cost_usd.to_bits(), back.event.cost_usd.to_bits());
+            let (e, f, o) = SilverMessage::read(&json).unwrap();
+            // Bit for bit: through JSON and back.
+            assert_eq!(format!("{e:?}"), format!("{:?}", m.event));
+            assert_eq!((f, o), (m.flags, m.lineage.offset));
+            assert_eq!(e.cost_usd.to_bits(), m.event.cost_usd.to_bits());
+            let back = SilverMessage::decode(&json).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{m:?}"));
         }
-        // Another shape is serde's: a field more is read by serde, a field less is
-        // refused by it.
+        // A field more is read, a field less or a cut record is refused.
         let m = SilverMessage {
             event: serde_json::from_str(r#"{"event_id":"e","ts_micros":1,"usage_date":0,"org_id":"o","resource_id":"r","service":"s","region":"g","metric":"m","value":null,"unit":"u","cost_usd":1.0,"schema_version":2,"carbon_kg":null,"genai_tokens":null,"org_name":"n","industry":"i","plan_tier":"p","hq_region":"h","resource_state":"a","resource_created_at":-1}"#).unwrap(),
             flags: EventFlags::default(),
             lineage: Lineage::from_headers(None, None, "raw.usage_events", 0, 7, 0),
         };
         let json = serde_json::to_string(&m).unwrap();
-        assert!(SilverMessage::read_written(json.as_bytes()).is_some());
+        assert_eq!(SilverMessage::read(json.as_bytes()).unwrap().2, 7);
         let more = json.replacen(r#""event":{"#, r#""event":{"x":1,"#, 1);
-        assert!(SilverMessage::read_written(more.as_bytes()).is_none());
         assert_eq!(SilverMessage::read(more.as_bytes()).unwrap().2, 7);
         let less = json.replacen(r#","unit":"u""#, "", 1);
         assert!(SilverMessage::read(less.as_bytes()).is_err());

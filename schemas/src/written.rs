@@ -1,8 +1,7 @@
 //! Reading JSON records the way the pipeline writes them (serde_json, compact, fields
 //! in the order of their struct), field by field and without serde's machinery: the
-//! hot JSON records (`speed.daily_usage` for serving, and `silver.usage_events` as
-//! processors before the Avro records wrote them, for the compactor) are read this
-//! way, and anything else falls back to serde.
+//! hot JSON record `speed.daily_usage` is read this way by serving, and anything
+//! else falls back to serde.
 
 /// Reads a JSON object written the way the processor writes it (serde_json,
 /// compact, fields in a known order), field by field. Anything else (an escape in a
@@ -11,18 +10,11 @@
 pub struct Written<'a> {
     json: &'a [u8],
     at: usize,
-    /// Just inside an object entered with [`Written::object`]: its first field comes
-    /// without a comma.
-    first: bool,
 }
 
 impl<'a> Written<'a> {
     pub fn new(json: &'a [u8]) -> Self {
-        Written {
-            json,
-            at: 0,
-            first: false,
-        }
+        Written { json, at: 0 }
     }
 
     /// Where the reader is: the length read so far.
@@ -36,82 +28,21 @@ impl<'a> Written<'a> {
         Some(())
     }
 
-    /// `{"name":` for the record's first field, `"name":` for the first field of an
-    /// object entered with [`Written::object`], `,"name":` for the others.
+    /// `{"name":` for the record's first field, `,"name":` for the others.
     pub fn field(&mut self, name: &str) -> Option<()> {
-        let sep: &[u8] = match (self.at, self.first) {
-            (0, _) => b"{\"",
-            (_, true) => b"\"",
-            _ => b",\"",
-        };
-        self.first = false;
-        self.expect(sep)?;
+        self.expect(if self.at == 0 { b"{\"" } else { b",\"" })?;
         self.expect(name.as_bytes())?;
         self.expect(b"\":")
-    }
-
-    /// A field whose value is an object, entered: its fields come next, then
-    /// [`Written::close`].
-    pub fn object(&mut self, name: &str) -> Option<()> {
-        self.field(name)?;
-        self.expect(b"{")?;
-        self.first = true;
-        Some(())
-    }
-
-    /// The end of an object entered with [`Written::object`].
-    pub fn close(&mut self) -> Option<()> {
-        self.first = false;
-        self.expect(b"}")
-    }
-
-    /// `null` (consumed) or not (nothing consumed).
-    fn null(&mut self) -> bool {
-        self.expect(b"null").is_some()
-    }
-
-    pub fn boolean(&mut self) -> Option<bool> {
-        if self.expect(b"true").is_some() {
-            Some(true)
-        } else {
-            self.expect(b"false").map(|()| false)
-        }
-    }
-
-    /// A string or null.
-    pub fn opt_text(&mut self) -> Option<Option<std::borrow::Cow<'a, str>>> {
-        if self.null() {
-            return Some(None);
-        }
-        self.any_text().map(Some)
-    }
-
-    /// An integer or null.
-    pub fn opt_integer(&mut self) -> Option<Option<i64>> {
-        if self.null() {
-            return Some(None);
-        }
-        self.integer().map(Some)
-    }
-
-    /// A double or null.
-    pub fn opt_double(&mut self) -> Option<Option<f64>> {
-        if self.null() {
-            return Some(None);
-        }
-        self.double().map(Some)
     }
 
     /// A string with nothing escaped in it, as its bytes.
     pub fn raw_text(&mut self) -> Option<&'a [u8]> {
         self.expect(b"\"")?;
-        let rest = &self.json[self.at..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        (rest[end] == b'"').then_some(())?;
-        self.at += end + 1;
-        Some(&rest[..end])
+        let start = self.at;
+        let end = plain_text_end(self.json, start)?;
+        (self.json[end] == b'"').then_some(())?;
+        self.at = end + 1;
+        Some(&self.json[start..end])
     }
 
     /// A string, its escapes (if any) read by serde.
@@ -133,43 +64,18 @@ impl<'a> Written<'a> {
             .map(Into::into)
     }
 
-    /// A number's text, up to the next `,` or `}`, if it is what JSON allows:
-    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; `integer` allows no fraction,
-    /// no exponent and no `-0` (serde reads those as floats).
+    /// A number's text, up to the next `,` or `}`, if it is what JSON allows
+    /// ([`number_end`]); `integer` allows no fraction, no exponent and no `-0` (serde
+    /// reads those as floats).
     pub fn number(&mut self, integer: bool) -> Option<&'a [u8]> {
-        let rest = &self.json[self.at..];
-        let digits = |mut i: usize| {
-            while rest.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            i
-        };
-        let start = usize::from(rest.first() == Some(&b'-'));
-        let mut i = digits(start);
-        let int = i - start;
-        if int == 0 || (int > 1 && rest[start] == b'0') {
+        let (end, float) = number_end(self.json, self.at)?;
+        let tok = &self.json[self.at..end];
+        if integer && (float || tok == b"-0") {
             return None;
         }
-        if integer {
-            if start == 1 && rest[1] == b'0' {
-                return None;
-            }
-        } else {
-            if rest.get(i) == Some(&b'.') {
-                let end = digits(i + 1);
-                (end > i + 1).then_some(())?;
-                i = end;
-            }
-            if matches!(rest.get(i), Some(b'e' | b'E')) {
-                i += 1 + usize::from(matches!(rest.get(i + 1), Some(b'+' | b'-')));
-                let end = digits(i);
-                (end > i).then_some(())?;
-                i = end;
-            }
-        }
-        matches!(rest.get(i), Some(b',' | b'}')).then_some(())?;
-        self.at += i;
-        Some(&rest[..i])
+        matches!(self.json.get(end), Some(b',' | b'}')).then_some(())?;
+        self.at = end;
+        Some(tok)
     }
 
     /// An integer (see [`Written::number`]), if it fits an i64.
@@ -201,5 +107,88 @@ impl<'a> Written<'a> {
     /// The end of the record: its last `}`, and nothing after it.
     pub fn end(&mut self) -> Option<()> {
         (self.json.get(self.at..)? == b"}").then_some(())
+    }
+}
+
+/// The index of the first `"`, `\\` or control character in `b` from `i` on (where a
+/// JSON string without escapes ends, or is found to have one), eight bytes at a time.
+pub fn plain_text_end(b: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `w` below `n` (exact for the lowest such byte, the
+    // one wanted; bytes of 0x80 and above never count).
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        let hits = below(w, 0x20) | below(w ^ (ONES * 0x22), 1) | below(w ^ (ONES * 0x5c), 1);
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|k| i + k)
+}
+
+/// Where the JSON number starting at `b[i]` ends, if it is what JSON allows
+/// (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`, and no digit right after), and
+/// whether it has a fraction or an exponent.
+pub fn number_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let digits = |mut j: usize| {
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        j
+    };
+    let mut j = i + usize::from(b.get(i) == Some(&b'-'));
+    match *b.get(j)? {
+        b'0' => j += 1,
+        b'1'..=b'9' => j = digits(j),
+        _ => return None,
+    }
+    let mut float = false;
+    if b.get(j) == Some(&b'.') {
+        let k = digits(j + 1);
+        if k == j + 1 {
+            return None;
+        }
+        (j, float) = (k, true);
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        j += 1 + usize::from(matches!(b.get(j + 1), Some(b'+' | b'-')));
+        let k = digits(j);
+        if k == j {
+            return None;
+        }
+        (j, float) = (k, true);
+    }
+    (!b.get(j).is_some_and(u8::is_ascii_digit)).then_some((j, float))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The eight-bytes-at-a-time scan finds what a byte-by-byte one finds.
+        #[test]
+        fn plain_text_ends_where_one_by_one_finds(
+            bytes in proptest::collection::vec(
+                prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => Just(b'"')],
+                0..40,
+            ),
+            from in 0usize..12,
+        ) {
+            let naive = bytes
+                .get(from..)
+                .and_then(|t| t.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20))
+                .map(|k| from + k);
+            prop_assert_eq!(plain_text_end(&bytes, from), naive);
+        }
     }
 }
