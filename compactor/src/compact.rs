@@ -212,6 +212,45 @@ fn parse_file_range(name: &str) -> Option<(&str, u64, u64)> {
     Some((topic, from.parse().ok()?, to.parse().ok()?))
 }
 
+/// The partitions with new records split into at most `groups` groups of about equal
+/// work (the largest first, each to the group with the fewest records so far):
+/// partitions keyed by org are uneven (69 to 119 MB at 1M events), and the run lasts
+/// as long as its largest group. Always all partitions when `groups` is 1.
+fn balanced_groups(new_records: &[u64], groups: usize) -> Vec<Vec<u32>> {
+    let mut order: Vec<u32> = (0..new_records.len() as u32).collect();
+    if groups <= 1 {
+        return vec![order];
+    }
+    order.retain(|&p| new_records[p as usize] > 0);
+    order.sort_by_key(|&p| (std::cmp::Reverse(new_records[p as usize]), p));
+    let mut out: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); groups.min(order.len()).max(1)];
+    for p in order {
+        if let Some(g) = out.iter_mut().min_by_key(|g| g.0) {
+            g.0 += new_records[p as usize];
+            g.1.push(p);
+        }
+    }
+    out.into_iter()
+        .map(|(_, mut ps)| {
+            ps.sort_unstable();
+            ps
+        })
+        .collect()
+}
+
+/// The name under which a group of event partitions writes its files: the topic alone
+/// when the group is all `count` partitions, else with the partition numbers
+/// (`raw.usage_events~0+3`). The ranges in the names are sums of the group's
+/// positions, which only grow, so two runs that group the partitions differently never
+/// write the same name.
+fn group_label(topic: &str, partitions: &[u32], count: usize) -> String {
+    if partitions.len() == count {
+        return topic.to_owned();
+    }
+    let ps: Vec<String> = partitions.iter().map(u32::to_string).collect();
+    format!("{topic}~{}", ps.join("+"))
+}
+
 /// What one event writer did.
 #[derive(Default)]
 struct GroupOut {
@@ -271,8 +310,8 @@ struct Decoder<'a, L: Log> {
     t: &'a Targets,
     master: &'a MasterTables,
     reprocess_all: bool,
-    /// (this group, groups): the partitions `p` with `p % groups == group`.
-    group: (u32, u32),
+    /// The event partitions this decoder reads.
+    partitions: &'a [u32],
 }
 
 impl<L: Log> Decoder<'_, L> {
@@ -294,7 +333,7 @@ impl<L: Log> Decoder<'_, L> {
         for (p, &end) in ends.iter().enumerate() {
             let p = p as u32;
             let from = old.position(topic, p);
-            if end <= from || p % self.group.1 != self.group.0 {
+            if end <= from || !self.partitions.contains(&p) {
                 continue;
             }
             let out_end = |topic: &str| {
@@ -600,16 +639,18 @@ where
     ) -> Result<()> {
         let topic = Source::UsageEvents.raw_topic();
         let ends = t.raw.get(&topic).cloned().unwrap_or_default();
-        let groups = if reprocess_all {
-            1
-        } else {
-            (ends.len() as u32).clamp(1, 2)
-        };
+        let groups = if reprocess_all { 1 } else { 2 };
+        let new_records: Vec<u64> = (0..ends.len())
+            .map(|p| ends[p].saturating_sub(old.position(topic, p as u32)))
+            .collect();
+        let groups = balanced_groups(&new_records, groups);
+        let split = groups.len();
         let results: Vec<Result<GroupOut>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..groups)
+            let handles: Vec<_> = groups
+                .iter()
                 .map(|g| {
                     scope.spawn(move || {
-                        self.event_group((g, groups), root, old, t, master, reprocess_all)
+                        self.event_group(g, split, root, old, t, master, reprocess_all)
                     })
                 })
                 .collect();
@@ -638,11 +679,13 @@ where
         Ok(())
     }
 
-    /// The partitions `p` with `p % groups.1 == groups.0`: decoded on a second thread,
-    /// written here.
+    /// The event partitions `partitions` (one of `split` groups): decoded on a second
+    /// thread, written here.
+    #[allow(clippy::too_many_arguments)]
     fn event_group(
         &self,
-        group: (u32, u32),
+        partitions: &[u32],
+        split: usize,
         root: &Path,
         old: &Manifest,
         t: &Targets,
@@ -651,17 +694,14 @@ where
     ) -> Result<GroupOut> {
         let topic = Source::UsageEvents.raw_topic();
         let ends = t.raw.get(&topic).cloned().unwrap_or_default();
-        let mine = |p: u32| p % group.1 == group.0;
-        // Each writer's files carry its group in their names.
-        let label = if group.1 > 1 {
-            format!("{topic}~{}", group.0)
-        } else {
-            topic.to_owned()
-        };
+        let mine = |p: u32| partitions.contains(&p);
+        // Each writer's files carry its partitions in their names: the ranges in the
+        // names are sums of those partitions' positions.
+        let label = group_label(topic, partitions, ends.len());
         let mut out = GroupOut::default();
         let touched = &mut out.touched;
         // The row budget is shared by the writers.
-        let flush_rows = (self.settings.flush_rows / group.1 as usize).max(1);
+        let flush_rows = (self.settings.flush_rows / split).max(1);
         let source = Source::UsageEvents;
         let mut sinks = Sinks::new(source);
         let mut spare = Vec::new();
@@ -701,7 +741,7 @@ where
                 t,
                 master,
                 reprocess_all,
-                group,
+                partitions,
             };
             scope.spawn(move || {
                 if let Err(e) = decoder.run(&tx, &done_rx) {
@@ -930,5 +970,33 @@ mod tests {
         assert_eq!(n, "raw.usage_events-000000000010-000000000020.parquet");
         assert_eq!(parse_file_range(&n), Some(("raw.usage_events", 10, 20)));
         assert_eq!(parse_file_range("x.parquet"), None);
+    }
+
+    #[test]
+    fn partitions_are_split_into_groups_of_about_equal_work() {
+        // The 1M run's raw partitions (MB): {0,2} against {1,3} would be 161 against 206.
+        let g = balanced_groups(&[69, 87, 92, 119], 2);
+        assert_eq!(g, vec![vec![0, 3], vec![1, 2]]);
+        // Partitions without new records are left out; one group takes everything.
+        assert_eq!(balanced_groups(&[0, 5, 0, 7], 2), vec![vec![3], vec![1]]);
+        assert_eq!(balanced_groups(&[0, 0, 0, 7], 2), vec![vec![3]]);
+        assert_eq!(balanced_groups(&[0, 5, 0, 7], 1), vec![vec![0, 1, 2, 3]]);
+        // Every partition with records lands in exactly one group.
+        let sizes: Vec<u64> = (0..13).map(|i| (i * 37 % 11) as u64).collect();
+        let mut all: Vec<u32> = balanced_groups(&sizes, 2).concat();
+        all.sort_unstable();
+        let expected: Vec<u32> = (0..13).filter(|&p| sizes[p as usize] > 0).collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_group_names_its_partitions_unless_it_has_them_all() {
+        let t = "raw.usage_events";
+        assert_eq!(group_label(t, &[0, 3], 4), "raw.usage_events~0+3");
+        assert_eq!(group_label(t, &[3], 4), "raw.usage_events~3");
+        assert_eq!(group_label(t, &[0, 1, 2, 3], 4), t);
+        // The label survives the file name's parsing.
+        let n = file_name(&group_label(t, &[1, 2], 4), 5, 9);
+        assert_eq!(parse_file_range(&n), Some(("raw.usage_events~1+2", 5, 9)));
     }
 }

@@ -174,14 +174,25 @@ impl Names {
     }
 }
 
+/// A window not final yet.
+#[derive(Default)]
+struct OpenWindow {
+    totals: UsageTotals,
+    /// Its state is in RocksDB (written by a commit, or read at start). A window that
+    /// opens and closes between two commits, as most do, never is, and needs no
+    /// delete.
+    stored: bool,
+}
+
 struct Partition<R> {
     p: u32,
     reader: R,
     /// Highest kept event time seen.
     max_ts: Option<i64>,
     /// Open (not yet final) windows.
-    windows: BTreeMap<WindowKey, UsageTotals>,
+    windows: BTreeMap<WindowKey, OpenWindow>,
     dirty_windows: HashSet<WindowKey>,
+    /// Final windows whose state a commit wrote: deleted at the next commit.
     closed_windows: Vec<WindowKey>,
     days: HashMap<DayKey, UsageTotals>,
 }
@@ -428,7 +439,14 @@ impl<'a, L: Log> Processor<'a, L> {
                 if let (Some((_, start, org, service)), Some(t)) =
                     (state::parse_group_key(&k), decode_totals(&v))
                 {
-                    windows.insert((start, me.names.id(&org), me.names.id(&service)), t);
+                    let key = (start, me.names.id(&org), me.names.id(&service));
+                    windows.insert(
+                        key,
+                        OpenWindow {
+                            totals: t,
+                            stored: true,
+                        },
+                    );
                 }
             }
             let max_ts = me.state.get_i64(&format!("maxts/{p}"))?;
@@ -569,6 +587,11 @@ impl<'a, L: Log> Processor<'a, L> {
         Ok(())
     }
 
+    /// Whether the open batch has output records (the map keeps emptied vectors).
+    fn has_outputs(&self) -> bool {
+        self.outputs.values().any(|v| !v.is_empty())
+    }
+
     fn out(&mut self, topic: &'static str, p: u32, record: Record) {
         self.outputs.entry((topic, p)).or_default().push(record);
     }
@@ -689,7 +712,11 @@ impl<'a, L: Log> Processor<'a, L> {
         for s in starts {
             if s + WINDOW_MICROS > wm {
                 let key = (s, org_id, service_id);
-                part.windows.entry(key).or_default().add(&event, &flags);
+                part.windows
+                    .entry(key)
+                    .or_default()
+                    .totals
+                    .add(&event, &flags);
                 part.dirty_windows.insert(key);
             }
         }
@@ -731,12 +758,14 @@ impl<'a, L: Log> Processor<'a, L> {
             if !flush && start + WINDOW_MICROS > wm {
                 break;
             }
-            let Some((key, totals)) = part.windows.pop_first() else {
+            let Some((key, window)) = part.windows.pop_first() else {
                 break;
             };
             part.dirty_windows.remove(&key);
-            part.closed_windows.push(key);
-            closed.push((key, totals));
+            if window.stored {
+                part.closed_windows.push(key);
+            }
+            closed.push((key, window.totals));
         }
         // Emitted by start, org and service name: the same order in every run.
         closed.sort_by(|((s1, o1, v1), _), ((s2, o2, v2), _)| {
@@ -825,11 +854,12 @@ impl<'a, L: Log> Processor<'a, L> {
                 daily_out.push((part.p, org, msg));
             }
             for key in part.dirty_windows.drain() {
-                if let Some(t) = part.windows.get(&key) {
+                if let Some(w) = part.windows.get_mut(&key) {
+                    w.stored = true;
                     batch_state.push((
                         CF_WINDOWS,
                         self.names.window_key(part.p, key),
-                        Some(encode_totals(t).to_vec()),
+                        Some(encode_totals(&w.totals).to_vec()),
                     ));
                 }
             }
@@ -850,11 +880,13 @@ impl<'a, L: Log> Processor<'a, L> {
             let r = json_record(&org, &msg, i64::from(msg.usage_date) * 86_400_000)?;
             self.out(DAILY_TOPIC, p, r);
         }
-        for ((topic, p), records) in std::mem::take(&mut self.outputs) {
+        // Emptied, not dropped: the next batch's records reuse the vectors' room.
+        for (&(topic, p), records) in &mut self.outputs {
             if !records.is_empty() {
-                self.log.append(topic, p, &records)?;
+                self.log.append(topic, p, records)?;
                 *self.local.records_out.entry(topic.to_owned()).or_default() +=
                     records.len() as u64;
+                records.clear();
             }
         }
         self.log.flush()?;
@@ -991,7 +1023,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let mut last_commit = Instant::now();
         loop {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if self.pending > 0 || !self.outputs.is_empty() {
+                if self.pending > 0 || self.has_outputs() {
                     self.commit()?;
                     report.commits += 1;
                 }
@@ -1004,7 +1036,7 @@ impl<'a, L: Log> Processor<'a, L> {
             if n > 0 && !due {
                 continue;
             }
-            if self.pending > 0 || !self.outputs.is_empty() {
+            if self.pending > 0 || self.has_outputs() {
                 self.commit()?;
                 report.commits += 1;
                 last_commit = Instant::now();

@@ -108,7 +108,10 @@ impl Lineage {
         ingest_ms: i64,
     ) -> Lineage {
         Lineage {
-            source_file: source_file.map(|b| String::from_utf8_lossy(b).into_owned()),
+            source_file: source_file.map(|b| match std::str::from_utf8(b) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(b).into_owned(),
+            }),
             line_no: line_no
                 .and_then(|b| std::str::from_utf8(b).ok())
                 .and_then(|s| s.parse().ok()),
