@@ -5,7 +5,7 @@
 //! same definition the speed path's `speed.daily_usage` uses, so batch and speed can
 //! only differ in which events they have seen.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use foldhash::{HashMap, HashMapExt};
 use schemas::Source;
 use schemas::speed::{MeasureRow, UsageTotals};
 use schemas::stats::{cost_spike_flag, percentile_cont, percentile_cont_unsorted, spike_sample};

@@ -169,8 +169,8 @@ pub fn silver_event_dir(e: &SilverEvent) -> String {
 /// than once per row.
 #[derive(Default)]
 pub struct DirNames {
-    dates: std::collections::HashMap<i32, String>,
-    services: std::collections::HashMap<i32, Vec<(String, String)>>,
+    dates: foldhash::HashMap<i32, String>,
+    services: foldhash::HashMap<i32, Vec<(String, String)>>,
 }
 
 impl DirNames {

@@ -129,6 +129,8 @@ pub struct TableSpec {
     pub hive: Vec<usize>,
     /// The schema of the files: `schema` without the `hive` columns.
     pub file_schema: SchemaRef,
+    /// Indexes into `schema` of the files' columns, in order.
+    kept: Vec<usize>,
 }
 
 impl TableSpec {
@@ -137,18 +139,16 @@ impl TableSpec {
             .iter()
             .filter_map(|c| schema.index_of(c).ok())
             .collect();
-        let fields: Vec<_> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !hive.contains(i))
-            .map(|(_, f)| f.clone())
+        let kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !hive.contains(i))
             .collect();
+        let fields: Vec<_> = kept.iter().map(|&i| schema.field(i).clone()).collect();
         TableSpec {
             path: path.into(),
             file_schema: Arc::new(Schema::new(fields)),
             schema,
             hive,
+            kept,
         }
     }
 }
@@ -182,12 +182,9 @@ impl Rows {
                 schema.fields().len()
             );
         }
-        let mut c = 0;
-        for (i, cell) in cells.iter().enumerate() {
-            if self.spec.hive.contains(&i) {
-                continue;
-            }
-            if !self.cols[c].push(*cell) {
+        for (col, &i) in self.cols.iter_mut().zip(&self.spec.kept) {
+            let cell = cells[i];
+            if !col.push(cell) {
                 bail!(
                     "{}: column {} is {} but got {cell:?}",
                     self.spec.path,
@@ -195,7 +192,6 @@ impl Rows {
                     schema.field(i).data_type()
                 );
             }
-            c += 1;
         }
         self.len += 1;
         Ok(())
@@ -320,7 +316,7 @@ pub fn parquet_rows(path: &Path) -> Result<u64> {
 /// writing the same input again writes the same files.
 pub struct PartitionedSink {
     spec: Arc<TableSpec>,
-    dirs: std::collections::HashMap<String, Rows>,
+    dirs: foldhash::HashMap<String, Rows>,
     rows: usize,
 }
 
