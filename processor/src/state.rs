@@ -187,6 +187,11 @@ impl State {
             o.set_memtable_whole_key_filtering(true);
             o.set_memtable_prefix_bloom_ratio(0.05);
             if *name == CF_DEDUP {
+                // Event ids are random keys that only arrive: leveled compaction
+                // rewrites each one level after level (a fifth of the CPU at 10M
+                // events); universal compaction merges whole sorted runs, writing
+                // each id fewer times, and the bloom filters keep lookups cheap.
+                o.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
                 let horizon = expire_before.clone();
                 o.set_compaction_filter(
                     "dedup-horizon",
@@ -428,5 +433,52 @@ mod tests {
         assert_eq!(got[0].as_deref(), Some(&b"v-d"[..]));
         assert_eq!(got[1], None);
         assert_eq!(got[4].as_deref(), Some(&b"v-ab"[..]));
+    }
+
+    #[test]
+    fn a_state_from_before_universal_compaction_still_opens() {
+        // Dedup used leveled compaction before; such a state's files sit in levels
+        // past 0, each of which universal compaction takes as one sorted run.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let db = DB::open_cf(&o, dir.path(), CFS).unwrap();
+            let cf = db.cf_handle(CF_DEDUP).unwrap();
+            for i in 0..2000u32 {
+                db.put_cf(cf, format!("id-{i}"), b"old").unwrap();
+            }
+            db.flush_cf(cf).unwrap();
+            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            let deeper: u64 = (1..7)
+                .map(|l| {
+                    db.property_int_value_cf(cf, &format!("rocksdb.num-files-at-level{l}"))
+                        .unwrap()
+                        .unwrap_or(0)
+                })
+                .sum();
+            assert!(deeper > 0, "the old state has files past level 0");
+        }
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(
+            s.get(CF_DEDUP, b"id-7").unwrap().as_deref(),
+            Some(&b"old"[..])
+        );
+        for round in 0..3 {
+            let mut b = s.batch();
+            for i in 0..2000u32 {
+                b.put(CF_DEDUP, format!("new-{round}-{i}").as_bytes(), b"new")
+                    .unwrap();
+            }
+            b.commit().unwrap();
+            s.db.flush_cf(s.cf(CF_DEDUP).unwrap()).unwrap();
+        }
+        s.db.compact_range_cf(s.cf(CF_DEDUP).unwrap(), None::<&[u8]>, None::<&[u8]>);
+        let keys: Vec<&[u8]> = vec![b"id-1999", b"new-2-5", b"id-2000"];
+        let got = s.multi_get(CF_DEDUP, &keys).unwrap();
+        assert_eq!(got[0].as_deref(), Some(&b"old"[..]));
+        assert_eq!(got[1].as_deref(), Some(&b"new"[..]));
+        assert_eq!(got[2], None);
     }
 }
