@@ -220,8 +220,9 @@ pub struct Processor<'a, L: Log> {
     names: Names,
     master_readers: Vec<(Source, L::Reader)>,
     parts: Vec<Partition<L::Reader>>,
-    /// Output records of the open batch, per (topic, partition).
-    outputs: BTreeMap<(&'static str, u32), Vec<Record>>,
+    /// The open batch's output records by topic and partition: a handful of entries,
+    /// searched in order (cheaper per record than a tree of string keys).
+    outputs: Vec<(&'static str, u32, Vec<Record>)>,
     dedup: HashMap<String, Seen>,
     master_rows: HashMap<Vec<u8>, Bytes>,
     pending: usize,
@@ -400,7 +401,7 @@ impl<'a, L: Log> Processor<'a, L> {
             names: Names::default(),
             master_readers: Vec::new(),
             parts: Vec::new(),
-            outputs: BTreeMap::new(),
+            outputs: Vec::new(),
             dedup: HashMap::new(),
             master_rows: HashMap::new(),
             pending: 0,
@@ -589,11 +590,18 @@ impl<'a, L: Log> Processor<'a, L> {
 
     /// Whether the open batch has output records (the map keeps emptied vectors).
     fn has_outputs(&self) -> bool {
-        self.outputs.values().any(|v| !v.is_empty())
+        self.outputs.iter().any(|(_, _, v)| !v.is_empty())
     }
 
     fn out(&mut self, topic: &'static str, p: u32, record: Record) {
-        self.outputs.entry((topic, p)).or_default().push(record);
+        let found = self
+            .outputs
+            .iter()
+            .position(|(t, q, _)| *q == p && (t.as_ptr() == topic.as_ptr() || *t == topic));
+        match found {
+            Some(i) => self.outputs[i].2.push(record),
+            None => self.outputs.push((topic, p, vec![record])),
+        }
     }
 
     fn on_master(&mut self, source: Source, rec: StoredRecord) -> Result<()> {
@@ -881,7 +889,8 @@ impl<'a, L: Log> Processor<'a, L> {
             self.out(DAILY_TOPIC, p, r);
         }
         // Emptied, not dropped: the next batch's records reuse the vectors' room.
-        for (&(topic, p), records) in &mut self.outputs {
+        for (topic, p, records) in &mut self.outputs {
+            let (topic, p) = (*topic, *p);
             if !records.is_empty() {
                 self.log.append(topic, p, records)?;
                 *self.local.records_out.entry(topic.to_owned()).or_default() +=
