@@ -72,8 +72,8 @@ impl SeenKeys for std::collections::HashSet<String> {
 /// In-memory master data, for tests, the generator and small batch jobs.
 #[derive(Debug, Default, Clone)]
 pub struct MasterTables {
-    pub orgs: std::collections::HashMap<String, Org>,
-    pub resources: std::collections::HashMap<String, Resource>,
+    pub orgs: foldhash::HashMap<String, Org>,
+    pub resources: foldhash::HashMap<String, Resource>,
 }
 
 impl MasterData for MasterTables {
