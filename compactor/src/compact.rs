@@ -639,11 +639,11 @@ where
     ) -> Result<()> {
         let topic = Source::UsageEvents.raw_topic();
         let ends = t.raw.get(&topic).cloned().unwrap_or_default();
-        let groups = if reprocess_all { 1 } else { 2 };
+        let writers = if reprocess_all { 1 } else { 2 };
         let new_records: Vec<u64> = (0..ends.len())
             .map(|p| ends[p].saturating_sub(old.position(topic, p as u32)))
             .collect();
-        let groups = balanced_groups(&new_records, groups);
+        let groups = balanced_groups(&new_records, writers);
         let split = groups.len();
         let results: Vec<Result<GroupOut>> = std::thread::scope(|scope| {
             let handles: Vec<_> = groups

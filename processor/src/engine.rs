@@ -588,7 +588,7 @@ impl<'a, L: Log> Processor<'a, L> {
         Ok(())
     }
 
-    /// Whether the open batch has output records (the map keeps emptied vectors).
+    /// Whether the open batch has output records (the list keeps emptied vectors).
     fn has_outputs(&self) -> bool {
         self.outputs.iter().any(|(_, _, v)| !v.is_empty())
     }
@@ -597,7 +597,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let found = self
             .outputs
             .iter()
-            .position(|(t, q, _)| *q == p && (t.as_ptr() == topic.as_ptr() || *t == topic));
+            .position(|(t, q, _)| *q == p && *t == topic);
         match found {
             Some(i) => self.outputs[i].2.push(record),
             None => self.outputs.push((topic, p, vec![record])),
