@@ -743,6 +743,22 @@ fn scan_end(dir: &Path, topic: &str, partition: u32) -> Result<u64> {
     }
 }
 
+/// `len` bytes of `file` from `position`, read into a new buffer without zeroing it
+/// first (a batch is read once per poll: zeroing it cost 2% of the processor's
+/// instructions). Reads through the file's cursor, which nothing else here uses:
+/// every other read names its position.
+fn read_at(file: &File, position: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(position))?;
+    let mut buf = Vec::with_capacity(len);
+    f.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
 fn intact_batch_at(file: &File, position: u64, file_len: u64) -> bool {
     let mut head = [0u8; BATCH_HEADER_LEN];
     if position + BATCH_HEADER_LEN as u64 > file_len
@@ -909,10 +925,7 @@ impl EmbeddedReader {
                     None => return Err(self.corrupt(seg, self.next_offset + 1, "torn batch")),
                 }
             }
-            let mut buf = vec![0u8; header.total_len];
-            seg.file
-                .read_exact_at(&mut buf, seg.position)
-                .io("read", &seg.path)?;
+            let buf = read_at(&seg.file, seg.position, header.total_len).io("read", &seg.path)?;
             match codec::verify_batch(&buf) {
                 Ok((header, count)) => return Ok(Step::Batch(buf, header, count)),
                 Err(_) => {
@@ -956,7 +969,7 @@ impl EmbeddedReader {
 impl PartitionReader for EmbeddedReader {
     fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>> {
         let max = max.max(1);
-        let mut out = Vec::new();
+        let mut out: Vec<StoredRecord> = Vec::new();
         while out.len() < max {
             if let Some(r) = self.buffered.pop_front() {
                 out.push(r);
@@ -988,6 +1001,7 @@ impl PartitionReader for EmbeddedReader {
                     .ok_or_else(|| Error::Config("no segment".into()))?;
                 return Err(self.corrupt(seg, header.base_offset, "offsets missing"));
             }
+            out.reserve(records.len().min(max - out.len()));
             for (offset, record) in records {
                 if offset >= self.next_offset {
                     let r = StoredRecord { offset, record };

@@ -18,8 +18,8 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::metrics::Metrics;
 use crate::state::{
-    self, CF_DAILY, CF_DEDUP, CF_MASTER, CF_WINDOWS, Seen, State, decode_totals, encode_totals,
-    group_key,
+    self, CF_DAILY, CF_DEDUP, CF_MASTER, CF_WINDOWS, Seen, State, bytewise_order, decode_totals,
+    encode_totals, group_key,
 };
 use crate::{
     COMMITTED_OUTPUTS, DAILY_TOPIC, Error, LATE_TOPIC, QUARANTINE_TOPIC, Result, SILVER_TOPIC,
@@ -775,8 +775,9 @@ impl<'a, L: Log> Processor<'a, L> {
             }
             closed.push((key, window.totals));
         }
-        // Emitted by start, org and service name: the same order in every run.
-        closed.sort_by(|((s1, o1, v1), _), ((s2, o2, v2), _)| {
+        // Emitted by start, org and service name: the same order in every run (the
+        // keys are distinct, so an unstable sort gives it without a scratch buffer).
+        closed.sort_unstable_by(|((s1, o1, v1), _), ((s2, o2, v2), _)| {
             (s1, self.names.name(*o1), self.names.name(*v1)).cmp(&(
                 s2,
                 self.names.name(*o2),
@@ -911,9 +912,9 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         // In key order: RocksDB's memtable (a skip list) inserts a key next to the
         // one before it more cheaply than at a random place, and event ids are random.
-        let mut seen: Vec<_> = self.dedup.drain().collect();
-        seen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (id, seen) in seen {
+        let seen: Vec<_> = self.dedup.drain().collect();
+        for i in bytewise_order(seen.iter().map(|(id, _)| id.as_bytes())) {
+            let (id, seen) = &seen[i as usize];
             b.put(CF_DEDUP, id.as_bytes(), &seen.encode())?;
         }
         for (k, row) in self.master_rows.drain() {
