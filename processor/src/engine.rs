@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use eventlog::{Bytes, HeaderName, Log, PartitionReader, Record, StoredRecord};
 use schemas::event::{parse_event, validate_event};
 use schemas::master::apply_master_rules;
@@ -18,8 +19,8 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::metrics::Metrics;
 use crate::state::{
-    self, CF_DAILY, CF_DEDUP, CF_MASTER, CF_WINDOWS, Seen, State, bytewise_order, decode_totals,
-    encode_totals, group_key,
+    self, CF_DAILY, CF_DEDUP, CF_MASTER, CF_WINDOWS, Seen, State, bytewise_cmp, bytewise_order,
+    decode_totals, encode_totals, group_key,
 };
 use crate::{
     COMMITTED_OUTPUTS, DAILY_TOPIC, Error, LATE_TOPIC, QUARANTINE_TOPIC, Result, SILVER_TOPIC,
@@ -227,6 +228,7 @@ pub struct Processor<'a, L: Log> {
     master_rows: HashMap<Vec<u8>, Bytes>,
     pending: usize,
     local: crate::metrics::Snapshot,
+    records: RecordWriter,
 }
 
 /// Dedup of one event: its id's entry among this batch's changes (`overlay`), else
@@ -307,25 +309,54 @@ fn lineage(rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
     )
 }
 
-fn json_record(key: &str, value: &impl serde::Serialize, ts_ms: i64) -> Result<Record> {
-    let mut buf = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut buf, value).map_err(|e| Error::Config(format!("encode: {e}")))?;
-    Ok(record(key, buf, ts_ms))
+/// The keys and values of the output records, written one after another into
+/// shared chunks of memory: a record costs no allocation of its own (each took
+/// three before: its key, its value, and the value's conversion to `Bytes`). A chunk
+/// is freed when the last record in it is dropped, after the commit that appends it.
+struct RecordWriter {
+    chunk: BytesMut,
+    scratch: Vec<u8>,
 }
 
-/// A record a hot message writes itself (`write_avro`).
-fn written_record(key: &str, write: impl FnOnce(&mut Vec<u8>), ts_ms: i64) -> Record {
-    let mut buf = Vec::with_capacity(512);
-    write(&mut buf);
-    record(key, buf, ts_ms)
-}
+/// Room of each new chunk.
+const RECORD_CHUNK: usize = 64 << 10;
 
-fn record(key: &str, value: Vec<u8>, ts_ms: i64) -> Record {
-    Record {
-        key: Some(Bytes::copy_from_slice(key.as_bytes())),
-        value: value.into(),
-        headers: Vec::new(),
-        timestamp_ms: ts_ms,
+impl RecordWriter {
+    fn new() -> Self {
+        RecordWriter {
+            chunk: BytesMut::with_capacity(RECORD_CHUNK),
+            scratch: Vec::with_capacity(1024),
+        }
+    }
+
+    /// A record whose value `write` writes (`write_avro`).
+    fn written(&mut self, key: &str, write: impl FnOnce(&mut Vec<u8>), ts_ms: i64) -> Record {
+        self.scratch.clear();
+        write(&mut self.scratch);
+        self.record(key, ts_ms)
+    }
+
+    /// A record whose value is `value` as JSON.
+    fn json(&mut self, key: &str, value: &impl serde::Serialize, ts_ms: i64) -> Result<Record> {
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, value)
+            .map_err(|e| Error::Config(format!("encode: {e}")))?;
+        Ok(self.record(key, ts_ms))
+    }
+
+    /// The record of `key` and the value in `scratch`.
+    fn record(&mut self, key: &str, ts_ms: i64) -> Record {
+        self.chunk.reserve(key.len() + self.scratch.len());
+        self.chunk.extend_from_slice(key.as_bytes());
+        let key = self.chunk.split().freeze();
+        self.chunk.extend_from_slice(&self.scratch);
+        let value = self.chunk.split().freeze();
+        Record {
+            key: Some(key),
+            value,
+            headers: Vec::new(),
+            timestamp_ms: ts_ms,
+        }
     }
 }
 
@@ -406,6 +437,7 @@ impl<'a, L: Log> Processor<'a, L> {
             master_rows: HashMap::new(),
             pending: 0,
             local: Default::default(),
+            records: RecordWriter::new(),
         };
         me.discard_uncommitted_outputs()?;
         if me.cfg.from == FromOffset::Earliest {
@@ -742,7 +774,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 partition: p,
                 offset: rec.offset,
             };
-            let r = json_record(&event.org_id, &msg, ts_ms)?;
+            let r = self.records.json(&event.org_id, &msg, ts_ms)?;
             self.out(LATE_TOPIC, p, r);
         }
         let msg = SilverMessage {
@@ -750,7 +782,9 @@ impl<'a, L: Log> Processor<'a, L> {
             flags,
             lineage: lineage(&rec, topic, p),
         };
-        let r = written_record(&msg.event.org_id, |b| msg.write_avro(b), ts_ms);
+        let r = self
+            .records
+            .written(&msg.event.org_id, |b| msg.write_avro(b), ts_ms);
         self.out(SILVER_TOPIC, p, r);
         self.on_watermark(i, false)
     }
@@ -777,12 +811,11 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         // Emitted by start, org and service name: the same order in every run (the
         // keys are distinct, so an unstable sort gives it without a scratch buffer).
+        let name = |id: u32| self.names.name(id).as_bytes();
         closed.sort_unstable_by(|((s1, o1, v1), _), ((s2, o2, v2), _)| {
-            (s1, self.names.name(*o1), self.names.name(*v1)).cmp(&(
-                s2,
-                self.names.name(*o2),
-                self.names.name(*v2),
-            ))
+            s1.cmp(s2)
+                .then_with(|| bytewise_cmp(name(*o1), name(*o2)))
+                .then_with(|| bytewise_cmp(name(*v1), name(*v2)))
         });
         for ((start, org, service), totals) in closed {
             let org = self.names.name(org).to_owned();
@@ -793,7 +826,9 @@ impl<'a, L: Log> Processor<'a, L> {
                 window_end: start + WINDOW_MICROS,
                 totals,
             };
-            let r = written_record(&org, |b| msg.write_avro(b), (start + WINDOW_MICROS) / 1000);
+            let r =
+                self.records
+                    .written(&org, |b| msg.write_avro(b), (start + WINDOW_MICROS) / 1000);
             self.out(WINDOWS_TOPIC, p, r);
         }
         Ok(())
@@ -855,9 +890,9 @@ impl<'a, L: Log> Processor<'a, L> {
                     org_id: org.clone(),
                     usage_date: date,
                     service,
-                    org_name: o.map(|o| o.org_name.clone()).unwrap_or_default(),
-                    industry: o.map(|o| o.industry.clone()).unwrap_or_default(),
-                    plan_tier: o.map(|o| o.plan_tier.clone()).unwrap_or_default(),
+                    org_name: o.map(|o| o.org_name.to_string()).unwrap_or_default(),
+                    industry: o.map(|o| o.industry.to_string()).unwrap_or_default(),
+                    plan_tier: o.map(|o| o.plan_tier.to_string()).unwrap_or_default(),
                     totals,
                 };
                 daily_out.push((part.p, org, msg));
@@ -886,7 +921,9 @@ impl<'a, L: Log> Processor<'a, L> {
             ))
         });
         for (p, org, msg) in daily_out {
-            let r = json_record(&org, &msg, i64::from(msg.usage_date) * 86_400_000)?;
+            let r = self
+                .records
+                .json(&org, &msg, i64::from(msg.usage_date) * 86_400_000)?;
             self.out(DAILY_TOPIC, p, r);
         }
         // Emptied, not dropped: the next batch's records reuse the vectors' room.

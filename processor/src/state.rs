@@ -133,6 +133,12 @@ pub fn bytewise_order<'k>(keys: impl ExactSizeIterator<Item = &'k [u8]>) -> Vec<
     order.into_iter().map(|(_, i)| i).collect()
 }
 
+/// `a.cmp(b)` for byte strings, by their first eight bytes as numbers before any
+/// `memcmp`: as [`bytewise_order`] does, for a comparison at a time.
+pub fn bytewise_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    head_u64(a).cmp(&head_u64(b)).then_with(|| a.cmp(b))
+}
+
 fn head_u64(key: &[u8]) -> u64 {
     match key.first_chunk::<8>() {
         Some(head) => u64::from_be_bytes(*head),
@@ -502,6 +508,11 @@ mod tests {
         let mut expected: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         expected.sort();
         assert_eq!(got, expected);
+        for a in &keys {
+            for b in keys.iter().step_by(7) {
+                assert_eq!(bytewise_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
         let mut seen = order.clone();
         seen.sort_unstable();
         seen.dedup();

@@ -2,6 +2,7 @@
 //! (silver) or quarantine it, in the order of SPEC section 4.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -142,11 +143,11 @@ pub struct SilverEvent {
     pub schema_version: u8,
     pub carbon_kg: Option<f64>,
     pub genai_tokens: Option<i64>,
-    pub org_name: String,
-    pub industry: String,
-    pub plan_tier: String,
-    pub hq_region: String,
-    pub resource_state: String,
+    pub org_name: Arc<str>,
+    pub industry: Arc<str>,
+    pub plan_tier: Arc<str>,
+    pub hq_region: Arc<str>,
+    pub resource_state: Arc<str>,
     /// The resource's `created_at`, days since the epoch.
     pub resource_created_at: i32,
 }

@@ -1,6 +1,8 @@
 //! Master data (the seven CSV sources): how a CSV row travels in the log (a JSON
 //! object of strings), its typed record, and the rules of SPEC section 4 for it.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
@@ -68,10 +70,10 @@ fn push_json_pair(out: &mut Vec<u8>, name: &str, value: &str) {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Org {
     pub org_id: String,
-    pub org_name: String,
-    pub industry: String,
-    pub hq_region: String,
-    pub plan_tier: String,
+    pub org_name: Arc<str>,
+    pub industry: Arc<str>,
+    pub hq_region: Arc<str>,
+    pub plan_tier: Arc<str>,
     pub is_enterprise: bool,
     pub signup_date: NaiveDate,
     pub sales_rep: String,
@@ -98,7 +100,7 @@ pub struct Resource {
     pub service: String,
     pub region: String,
     pub created_at: NaiveDate,
-    pub state: String,
+    pub state: Arc<str>,
     pub tags_json: Option<String>,
 }
 
@@ -333,10 +335,10 @@ pub fn parse_master(source: Source, value: &[u8]) -> Result<MasterRecord, Reason
         Source::UsageEvents => return Err(Reason::ParseError),
         Source::CustomersOrgs => MasterRecord::Org(Org {
             org_id: row.string("org_id")?,
-            org_name: row.string("org_name")?,
-            industry: row.string("industry")?,
-            hq_region: row.string("hq_region")?,
-            plan_tier: row.string("plan_tier")?,
+            org_name: row.string("org_name")?.into(),
+            industry: row.string("industry")?.into(),
+            hq_region: row.string("hq_region")?.into(),
+            plan_tier: row.string("plan_tier")?.into(),
             is_enterprise: row.boolean("is_enterprise")?,
             signup_date: row.date("signup_date")?,
             sales_rep: row.string("sales_rep")?,
@@ -359,7 +361,7 @@ pub fn parse_master(source: Source, value: &[u8]) -> Result<MasterRecord, Reason
             service: row.string("service")?,
             region: row.string("region")?,
             created_at: row.date("created_at")?,
-            state: row.string("state")?,
+            state: row.string("state")?.into(),
             tags_json: row.opt_string("tags_json")?,
         }),
         Source::BillingMonthly => MasterRecord::Invoice(Invoice {

@@ -1,6 +1,8 @@
 //! The derived topics' records (SPEC sections 3 and 8), and the one definition of how
 //! usage is summed, shared by the speed views and the gold marts.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{EventFlags, SilverEvent};
@@ -273,6 +275,7 @@ impl SilverMessage {
         };
         let mut read = || -> Option<_> {
             let text = |r: &mut crate::avro::AvroReader<'_>| r.string().map(str::to_owned);
+            let shared = |r: &mut crate::avro::AvroReader<'_>| r.string().map(Arc::<str>::from);
             let double = |r: &mut crate::avro::AvroReader<'_>| r.double();
             let event = SilverEvent {
                 event_id: text(&mut r)?,
@@ -289,11 +292,11 @@ impl SilverMessage {
                 schema_version: r.long()?.try_into().ok()?,
                 carbon_kg: r.optional(double)?,
                 genai_tokens: r.optional(|r| r.long())?,
-                org_name: text(&mut r)?,
-                industry: text(&mut r)?,
-                plan_tier: text(&mut r)?,
-                hq_region: text(&mut r)?,
-                resource_state: text(&mut r)?,
+                org_name: shared(&mut r)?,
+                industry: shared(&mut r)?,
+                plan_tier: shared(&mut r)?,
+                hq_region: shared(&mut r)?,
+                resource_state: shared(&mut r)?,
                 resource_created_at: r.int()?,
             };
             let flags = EventFlags {
@@ -632,11 +635,11 @@ mod tests {
                 schema_version: (next() % 3) as u8,
                 carbon_kg: None,
                 genai_tokens: None,
-                org_name: t(next()),
-                industry: t(next()),
-                plan_tier: t(next()),
-                hq_region: t(next()),
-                resource_state: t(next()),
+                org_name: t(next()).into(),
+                industry: t(next()).into(),
+                plan_tier: t(next()).into(),
+                hq_region: t(next()).into(),
+                resource_state: t(next()).into(),
                 resource_created_at: next() as i32,
             };
             let n = next();

@@ -84,11 +84,11 @@ fn kept(bytes: &[u8]) -> (SilverEvent, EventFlags) {
 fn valid_event_is_kept_and_enriched() {
     let (e, flags) = kept(&line(|_| {}));
     assert_eq!(flags, EventFlags::default());
-    assert_eq!(e.org_name, "Acme");
-    assert_eq!(e.industry, "Gaming");
-    assert_eq!(e.plan_tier, "pro");
-    assert_eq!(e.hq_region, "eu-west");
-    assert_eq!(e.resource_state, "running");
+    assert_eq!(&*e.org_name, "Acme");
+    assert_eq!(&*e.industry, "Gaming");
+    assert_eq!(&*e.plan_tier, "pro");
+    assert_eq!(&*e.hq_region, "eu-west");
+    assert_eq!(&*e.resource_state, "running");
     assert_eq!(e.carbon_kg, Some(0.01));
     assert_eq!(e.value, Some(2.5));
 }

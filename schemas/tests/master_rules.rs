@@ -148,7 +148,7 @@ fn quoted_fields_with_commas_and_non_ascii_text_round_trip() {
         Outcome::Kept {
             record: MasterRecord::Org(o),
             ..
-        } => assert_eq!(o.org_name, "Café \"Zürich\", Ltd — 東京"),
+        } => assert_eq!(&*o.org_name, "Café \"Zürich\", Ltd — 東京"),
         other => panic!("{other:?}"),
     }
 }
