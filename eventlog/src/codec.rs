@@ -49,7 +49,23 @@ pub enum DecodeError {
     Corrupt(&'static str),
 }
 
+/// The bytes [`encode_batch`] writes for `records`.
+pub fn encoded_len(records: &[Record]) -> usize {
+    let record_len = |r: &Record| {
+        18 + r.key.as_ref().map_or(0, |k| k.len())
+            + r.value.len()
+            + r.headers
+                .iter()
+                .map(|(n, v)| 6 + n.len() + v.len())
+                .sum::<usize>()
+    };
+    BATCH_HEADER_LEN + 4 + records.iter().map(record_len).sum::<usize>()
+}
+
 pub fn encode_batch(base_offset: u64, records: &[Record], out: &mut Vec<u8>) {
+    // Reserved at once: growing the buffer record by record copied it again at each
+    // doubling.
+    out.reserve(encoded_len(records));
     let start = out.len();
     out.extend_from_slice(&base_offset.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // length and crc, filled below
@@ -238,6 +254,7 @@ mod tests {
         assert_eq!(h.total_len, buf.len());
         assert_eq!(out[0], (7, records[0].clone()));
         assert_eq!(out[1], (8, records[1].clone()));
+        assert_eq!(encoded_len(&records), buf.len(), "the reservation is exact");
     }
 
     #[test]
