@@ -777,10 +777,10 @@ where
                                 schemas::stats::spike_sample(event.cost_usd, flags.cost_negative);
                             if let (true, Some(c)) = (collect && kept_costs < COSTS_KEPT, sample) {
                                 kept_costs += 1;
-                                match costs.get_mut(&event.service) {
+                                match costs.get_mut(&*event.service) {
                                     Some(v) => v.push(c),
                                     None => {
-                                        costs.insert(event.service.clone(), vec![c]);
+                                        costs.insert(event.service.to_string(), vec![c]);
                                     }
                                 }
                             }

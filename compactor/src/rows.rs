@@ -193,7 +193,7 @@ impl DirNames {
         let i = match v.iter().position(|(s, _)| *s == e.service) {
             Some(i) => i,
             None => {
-                v.push((e.service.clone(), silver_event_dir(e)));
+                v.push((e.service.to_string(), silver_event_dir(e)));
                 v.len() - 1
             }
         };

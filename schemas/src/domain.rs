@@ -1,5 +1,7 @@
 //! The documented categorical values of SPEC section 4.
 
+use std::borrow::Cow;
+
 pub const SERVICES: [&str; 6] = [
     "compute",
     "storage",
@@ -62,6 +64,9 @@ pub const CAMPAIGNS: [&str; 6] = [
 ];
 pub const CHANNELS: [&str; 4] = ["email", "ads", "event", "in_app"];
 
+/// The units of [`METRICS`], as [`unit_of_metric`] gives them.
+pub const UNITS: [&str; 3] = ["count", "hours", "gb_hours"];
+
 /// The unit a metric is measured in.
 pub fn unit_of_metric(metric: &str) -> Option<&'static str> {
     match metric {
@@ -74,4 +79,13 @@ pub fn unit_of_metric(metric: &str) -> Option<&'static str> {
 
 pub fn is_one_of(value: &str, allowed: &[&str]) -> bool {
     allowed.contains(&value)
+}
+
+/// A categorical value: the domain's own `'static` text when `value` is one of
+/// `allowed` (no copy per record: nearly every value is), else a copy of it.
+pub fn categorical(value: &str, allowed: &[&'static str]) -> Cow<'static, str> {
+    match allowed.iter().copied().find(|a| *a == value) {
+        Some(member) => Cow::Borrowed(member),
+        None => Cow::Owned(value.to_owned()),
+    }
 }

@@ -20,11 +20,11 @@ pub struct BronzeEvent {
     pub ts_micros: i64,
     pub org_id: Option<String>,
     pub resource_id: Option<String>,
-    pub service: Option<String>,
-    pub region: Option<String>,
-    pub metric: Option<String>,
+    pub service: Option<Cow<'static, str>>,
+    pub region: Option<Cow<'static, str>>,
+    pub metric: Option<Cow<'static, str>>,
     pub value: Option<f64>,
-    pub unit: Option<String>,
+    pub unit: Option<Cow<'static, str>>,
     pub cost_usd: f64,
     pub schema_version: u8,
     pub carbon_kg: Option<f64>,
@@ -67,7 +67,7 @@ impl BronzeEvent {
             region: Some(&e.region),
             metric: Some(&e.metric),
             value: e.value,
-            unit: (!flags.unit_imputed).then_some(e.unit.as_str()),
+            unit: (!flags.unit_imputed).then_some(&*e.unit),
             cost_usd: e.cost_usd,
             schema_version: e.schema_version,
             carbon_kg: e.carbon_kg,
@@ -134,11 +134,11 @@ pub struct SilverEvent {
     pub usage_date: i32,
     pub org_id: String,
     pub resource_id: String,
-    pub service: String,
-    pub region: String,
-    pub metric: String,
+    pub service: Cow<'static, str>,
+    pub region: Cow<'static, str>,
+    pub metric: Cow<'static, str>,
     pub value: Option<f64>,
-    pub unit: String,
+    pub unit: Cow<'static, str>,
     pub cost_usd: f64,
     pub schema_version: u8,
     pub carbon_kg: Option<f64>,
@@ -268,6 +268,16 @@ impl Json<'_> {
             Json::Float(f) if f.fract() == 0.0 && f.abs() < 9e15 => Some(*f as i64),
             Json::Str(s) => s.trim().parse::<i64>().ok(),
             _ => None,
+        }
+    }
+
+    /// A categorical field of domain `allowed`: the domain's own `'static` text when
+    /// the value is one of its members (no copy of the line's), else its text, or
+    /// (for a non-string) a text no domain holds.
+    fn categorical(self, allowed: &[&'static str]) -> Cow<'static, str> {
+        match self {
+            Json::Str(s) => domain::categorical(&s, allowed),
+            other => Cow::Owned(other.text()),
         }
     }
 
@@ -485,11 +495,11 @@ pub fn parse_event(line: &[u8]) -> Result<BronzeEvent, Reason> {
         ts_micros,
         org_id: raw.org_id.map(Json::text),
         resource_id: raw.resource_id.map(Json::text),
-        service: raw.service.map(Json::text),
-        region: raw.region.map(Json::text),
-        metric: raw.metric.map(Json::text),
+        service: raw.service.map(|v| v.categorical(&domain::SERVICES)),
+        region: raw.region.map(|v| v.categorical(&domain::REGIONS)),
+        metric: raw.metric.map(|v| v.categorical(&domain::METRICS)),
         value,
-        unit: raw.unit.map(Json::text),
+        unit: raw.unit.map(|v| v.categorical(&domain::UNITS)),
         cost_usd,
         schema_version,
         carbon_kg,
@@ -577,7 +587,7 @@ pub fn validate_event(
         service: event.service.unwrap_or_default(),
         region: event.region.unwrap_or_default(),
         metric: event.metric.unwrap_or_default(),
-        unit: event.unit.unwrap_or_else(|| metric_unit.to_owned()),
+        unit: event.unit.unwrap_or(Cow::Borrowed(metric_unit)),
         value: event.value,
         cost_usd: event.cost_usd,
         schema_version: event.schema_version,
@@ -664,6 +674,31 @@ mod tests {
             }
         }
         assert!(lines >= 43_000, "{lines}");
+    }
+
+    #[test]
+    fn categorical_fields_are_the_domains_own_text_when_they_are_members() {
+        // The direct path, then serde's (an escape): members come back as the
+        // domain's `'static` text, anything else as the line's text.
+        for line in [
+            r#"{"event_id":"e","timestamp":"2025-07-01T00:00:00Z","service":"compute","region":"mars","metric":"requests","unit":7,"value":1,"cost_usd_increment":0,"schema_version":1}"#,
+            r#"{"event_id":"e","timestamp":"2025-07-01T00:00:00Z","service":"comp\u0075te","region":"mars","metric":"requests","unit":7,"value":1,"cost_usd_increment":0,"schema_version":1}"#,
+        ] {
+            let e = parse_event(line.as_bytes()).unwrap();
+            assert!(
+                matches!(e.service, Some(Cow::Borrowed("compute"))),
+                "{line}"
+            );
+            assert!(
+                matches!(e.metric, Some(Cow::Borrowed("requests"))),
+                "{line}"
+            );
+            assert!(
+                matches!(&e.region, Some(Cow::Owned(r)) if r == "mars"),
+                "{line}"
+            );
+            assert!(matches!(&e.unit, Some(Cow::Owned(u)) if u == "7"), "{line}");
+        }
     }
 
     #[test]

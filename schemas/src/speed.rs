@@ -276,6 +276,9 @@ impl SilverMessage {
         let mut read = || -> Option<_> {
             let text = |r: &mut crate::avro::AvroReader<'_>| r.string().map(str::to_owned);
             let shared = |r: &mut crate::avro::AvroReader<'_>| r.string().map(Arc::<str>::from);
+            let categorical = |r: &mut crate::avro::AvroReader<'_>, allowed: &[&'static str]| {
+                r.string().map(|s| crate::domain::categorical(s, allowed))
+            };
             let double = |r: &mut crate::avro::AvroReader<'_>| r.double();
             let event = SilverEvent {
                 event_id: text(&mut r)?,
@@ -283,11 +286,11 @@ impl SilverMessage {
                 usage_date: r.int()?,
                 org_id: text(&mut r)?,
                 resource_id: text(&mut r)?,
-                service: text(&mut r)?,
-                region: text(&mut r)?,
-                metric: text(&mut r)?,
+                service: categorical(&mut r, &crate::domain::SERVICES)?,
+                region: categorical(&mut r, &crate::domain::REGIONS)?,
+                metric: categorical(&mut r, &crate::domain::METRICS)?,
                 value: r.optional(double)?,
-                unit: text(&mut r)?,
+                unit: categorical(&mut r, &crate::domain::UNITS)?,
                 cost_usd: r.double()?,
                 schema_version: r.long()?.try_into().ok()?,
                 carbon_kg: r.optional(double)?,
@@ -626,11 +629,11 @@ mod tests {
                 usage_date: next() as i32,
                 org_id: t(next()),
                 resource_id: t(next()),
-                service: t(next()),
-                region: t(next()),
-                metric: t(next()),
+                service: t(next()).into(),
+                region: t(next()).into(),
+                metric: t(next()).into(),
                 value: None,
-                unit: t(next()),
+                unit: t(next()).into(),
                 cost_usd: 0.0,
                 schema_version: (next() % 3) as u8,
                 carbon_kg: None,
