@@ -144,10 +144,10 @@ pub struct SilverEvent {
     pub carbon_kg: Option<f64>,
     pub genai_tokens: Option<i64>,
     pub org_name: Arc<str>,
-    pub industry: Arc<str>,
-    pub plan_tier: Arc<str>,
-    pub hq_region: Arc<str>,
-    pub resource_state: Arc<str>,
+    pub industry: Cow<'static, str>,
+    pub plan_tier: Cow<'static, str>,
+    pub hq_region: Cow<'static, str>,
+    pub resource_state: Cow<'static, str>,
     /// The resource's `created_at`, days since the epoch.
     pub resource_created_at: i32,
 }

@@ -1,6 +1,7 @@
 //! Master data (the seven CSV sources): how a CSV row travels in the log (a JSON
 //! object of strings), its typed record, and the rules of SPEC section 4 for it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -71,9 +72,9 @@ fn push_json_pair(out: &mut Vec<u8>, name: &str, value: &str) {
 pub struct Org {
     pub org_id: String,
     pub org_name: Arc<str>,
-    pub industry: Arc<str>,
-    pub hq_region: Arc<str>,
-    pub plan_tier: Arc<str>,
+    pub industry: Cow<'static, str>,
+    pub hq_region: Cow<'static, str>,
+    pub plan_tier: Cow<'static, str>,
     pub is_enterprise: bool,
     pub signup_date: NaiveDate,
     pub sales_rep: String,
@@ -100,7 +101,7 @@ pub struct Resource {
     pub service: String,
     pub region: String,
     pub created_at: NaiveDate,
-    pub state: Arc<str>,
+    pub state: Cow<'static, str>,
     pub tags_json: Option<String>,
 }
 
@@ -265,6 +266,19 @@ impl<'a> Row<'a> {
         Ok(self.text(col)?.unwrap_or_default().to_owned())
     }
 
+    /// A categorical column: its domain's own `'static` text when the value is a
+    /// member (no copy per row), else the value (which the domain rule rejects).
+    fn categorical(
+        &self,
+        col: &str,
+        allowed: &[&'static str],
+    ) -> Result<Cow<'static, str>, Reason> {
+        Ok(domain::categorical(
+            self.text(col)?.unwrap_or_default(),
+            allowed,
+        ))
+    }
+
     fn opt_string(&self, col: &str) -> Result<Option<String>, Reason> {
         Ok(self.text(col)?.map(str::to_owned))
     }
@@ -336,9 +350,9 @@ pub fn parse_master(source: Source, value: &[u8]) -> Result<MasterRecord, Reason
         Source::CustomersOrgs => MasterRecord::Org(Org {
             org_id: row.string("org_id")?,
             org_name: row.string("org_name")?.into(),
-            industry: row.string("industry")?.into(),
-            hq_region: row.string("hq_region")?.into(),
-            plan_tier: row.string("plan_tier")?.into(),
+            industry: row.categorical("industry", &domain::INDUSTRIES)?,
+            hq_region: row.categorical("hq_region", &domain::REGIONS)?,
+            plan_tier: row.categorical("plan_tier", &domain::PLAN_TIERS)?,
             is_enterprise: row.boolean("is_enterprise")?,
             signup_date: row.date("signup_date")?,
             sales_rep: row.string("sales_rep")?,
@@ -361,7 +375,7 @@ pub fn parse_master(source: Source, value: &[u8]) -> Result<MasterRecord, Reason
             service: row.string("service")?,
             region: row.string("region")?,
             created_at: row.date("created_at")?,
-            state: row.string("state")?.into(),
+            state: row.categorical("state", &domain::RESOURCE_STATES)?,
             tags_json: row.opt_string("tags_json")?,
         }),
         Source::BillingMonthly => MasterRecord::Invoice(Invoice {

@@ -296,10 +296,10 @@ impl SilverMessage {
                 carbon_kg: r.optional(double)?,
                 genai_tokens: r.optional(|r| r.long())?,
                 org_name: shared(&mut r)?,
-                industry: shared(&mut r)?,
-                plan_tier: shared(&mut r)?,
-                hq_region: shared(&mut r)?,
-                resource_state: shared(&mut r)?,
+                industry: categorical(&mut r, &crate::domain::INDUSTRIES)?,
+                plan_tier: categorical(&mut r, &crate::domain::PLAN_TIERS)?,
+                hq_region: categorical(&mut r, &crate::domain::REGIONS)?,
+                resource_state: categorical(&mut r, &crate::domain::RESOURCE_STATES)?,
                 resource_created_at: r.int()?,
             };
             let flags = EventFlags {

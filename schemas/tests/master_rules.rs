@@ -154,6 +154,23 @@ fn quoted_fields_with_commas_and_non_ascii_text_round_trip() {
 }
 
 #[test]
+fn a_kept_orgs_categorical_columns_are_the_domains_own_text() {
+    // Kept rows' categorical values are members of their domain, held as the
+    // domain's `'static` strings rather than a copy per row.
+    match run(Source::CustomersOrgs, ORG) {
+        Outcome::Kept {
+            record: MasterRecord::Org(o),
+            ..
+        } => {
+            for v in [&o.industry, &o.hq_region, &o.plan_tier] {
+                assert!(matches!(v, std::borrow::Cow::Borrowed(_)), "{v:?}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn parse_error() {
     // Wrong column count, both ways.
     assert_eq!(
