@@ -64,17 +64,13 @@ pub const CAMPAIGNS: [&str; 6] = [
 ];
 pub const CHANNELS: [&str; 4] = ["email", "ads", "event", "in_app"];
 
-/// The units of [`METRICS`], as [`unit_of_metric`] gives them.
+/// The unit each of [`METRICS`] is measured in, in the same order: the one table of
+/// the metric-unit pairs.
 pub const UNITS: [&str; 3] = ["count", "hours", "gb_hours"];
 
 /// The unit a metric is measured in.
 pub fn unit_of_metric(metric: &str) -> Option<&'static str> {
-    match metric {
-        "requests" => Some("count"),
-        "cpu_hours" => Some("hours"),
-        "storage_gb_hours" => Some("gb_hours"),
-        _ => None,
-    }
+    METRICS.iter().position(|m| *m == metric).map(|i| UNITS[i])
 }
 
 pub fn is_one_of(value: &str, allowed: &[&str]) -> bool {
@@ -87,5 +83,20 @@ pub fn categorical(value: &str, allowed: &[&'static str]) -> Cow<'static, str> {
     match allowed.iter().copied().find(|a| *a == value) {
         Some(member) => Cow::Borrowed(member),
         None => Cow::Owned(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_metric_has_the_unit_of_spec_section_4() {
+        // requests→count, cpu_hours→hours, storage_gb_hours→gb_hours.
+        assert_eq!(unit_of_metric("requests"), Some("count"));
+        assert_eq!(unit_of_metric("cpu_hours"), Some("hours"));
+        assert_eq!(unit_of_metric("storage_gb_hours"), Some("gb_hours"));
+        assert_eq!(unit_of_metric("count"), None);
+        assert_eq!(unit_of_metric(""), None);
     }
 }
