@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use eventlog::{Log, PartitionReader, StoredRecord};
-use schemas::speed::{LateMessage, Lineage, SilverMessage, SilverParts, WindowMessage};
+use schemas::speed::{
+    LateMessage, Lineage, LineageBuilder, SilverMessage, SilverParts, WindowMessage,
+};
 use schemas::topics::{
     COMMITTED_OUTPUTS, LATE_TOPIC, QUARANTINE_TOPIC, SILVER_TOPIC, WINDOWS_TOPIC,
 };
@@ -23,7 +25,7 @@ use schemas::{
 
 use crate::cursor::Cursor;
 use crate::lake::{Lake, Manifest, NewGeneration, prune_empty_dirs};
-use crate::rows::{self, date_dir_of_micros};
+use crate::rows;
 use crate::table::{Cell, PartitionedSink, parquet_files, read_parquet, write_parquet};
 use crate::{Settings, gold};
 
@@ -117,9 +119,9 @@ fn decode_late(r: StoredRecord) -> Result<(u64, LateMessage)> {
     Ok((r.offset, serde_json::from_slice(&r.record.value)?))
 }
 
-fn lineage(rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
+fn lineage(b: &mut LineageBuilder, rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
     let r = &rec.record;
-    Lineage::from_headers(
+    b.lineage(
         r.header("source_file"),
         r.header("line_no"),
         topic,
@@ -262,7 +264,9 @@ struct GroupOut {
 /// One raw usage event with what became of it, decoded for the writer.
 struct Decoded {
     lineage: Lineage,
-    value: eventlog::Bytes,
+    /// The raw line, for a quarantine row only: kept events need none, and sharing a
+    /// read buffer with the writer's thread costs an atomic count each way.
+    value: Option<eventlog::Bytes>,
     outcome: std::result::Result<(SilverEvent, EventFlags), Reason>,
     bronze: BronzeRow,
 }
@@ -325,6 +329,7 @@ impl<L: Log> Decoder<'_, L> {
         let (old, t) = (self.old, self.t);
         let ends = t.raw.get(topic).cloned().unwrap_or_default();
         let mut seen = SeenIds::default();
+        let mut lineages = LineageBuilder::default();
         let mut batch = Vec::with_capacity(BATCH);
         // Every partition open at once, read in turns of BATCH records: the input
         // then advances through event time together, and a date's rows land in few
@@ -391,11 +396,11 @@ impl<L: Log> Decoder<'_, L> {
                     };
                     turn += 1;
                     progress[i] = rec.record.timestamp_ms;
-                    let value = rec.record.value.clone();
+                    let value = &rec.record.value;
                     // Reprocessing types the line once, for the rules and for bronze;
                     // otherwise the processor's verdict comes with no typed line.
                     let (outcome, parsed) = if self.reprocess_all {
-                        let parsed = parse_event(&value);
+                        let parsed = parse_event(value);
                         let outcome = match &parsed {
                             Ok(b) => match validate_event(b.clone(), self.master, &mut seen) {
                                 Outcome::Kept { record, flags } => Ok((record, flags)),
@@ -413,13 +418,15 @@ impl<L: Log> Decoder<'_, L> {
                     let bronze = match &outcome {
                         Ok((e, flags)) => match parsed {
                             Some(typed) => BronzeRow::Typed(Box::new(typed.map_err(kept_but)?)),
-                            None if BronzeEvent::of_kept(e, flags).is_some() => BronzeRow::OfKept,
+                            None if BronzeEvent::of_kept(e, flags, value).is_some() => {
+                                BronzeRow::OfKept
+                            }
                             None => {
-                                BronzeRow::Typed(Box::new(parse_event(&value).map_err(kept_but)?))
+                                BronzeRow::Typed(Box::new(parse_event(value).map_err(kept_but)?))
                             }
                         },
                         Err(reason) if reason.in_bronze() => {
-                            match parsed.unwrap_or_else(|| parse_event(&value)) {
+                            match parsed.unwrap_or_else(|| parse_event(value)) {
                                 Ok(typed) => BronzeRow::Typed(Box::new(typed)),
                                 Err(_) => BronzeRow::None,
                             }
@@ -431,8 +438,8 @@ impl<L: Log> Decoder<'_, L> {
                         drop(done);
                     }
                     batch.push(Decoded {
-                        lineage: lineage(&rec, topic, p),
-                        value,
+                        lineage: lineage(&mut lineages, &rec, topic, p),
+                        value: outcome.is_err().then(|| value.clone()),
                         outcome,
                         bronze,
                     });
@@ -574,6 +581,7 @@ where
             let from = old.position(topic, 0);
             let mut seen: HashSet<String> = HashSet::new();
             let mut sinks = Sinks::new(source);
+            let mut lineages = LineageBuilder::default();
             let mut cur = Cursor::new(self.log, topic, 0, 0, end, own_offset)?;
             while let Some((_, rec)) = cur.next()? {
                 // Parsed once: the typed row is bronze, and the rules go on from it.
@@ -588,7 +596,7 @@ where
                 if rec.offset < from {
                     continue;
                 }
-                let l = lineage(&rec, topic, 0);
+                let l = lineage(&mut lineages, &rec, topic, 0);
                 let mut cells = Vec::new();
                 // Bronze is the row as typed (before credits are imputed): kept rows
                 // and those quarantined after typing.
@@ -757,11 +765,11 @@ where
                 let batch = batch?;
                 for d in &batch {
                     let l = &d.lineage;
-                    let value = &d.value;
+                    let value = d.value.as_deref().unwrap_or_default();
                     let mut cells = recycle(std::mem::take(&mut spare));
                     let bronze = match (&d.bronze, &d.outcome) {
                         (BronzeRow::Typed(b), _) => Some(b.borrowed()),
-                        (BronzeRow::OfKept, Ok((e, flags))) => BronzeEvent::of_kept(e, flags),
+                        (BronzeRow::OfKept, Ok((e, flags))) => Some(BronzeEvent::rebuilt(e, flags)),
                         _ => None,
                     };
                     if let Some(b) = bronze {
@@ -849,6 +857,8 @@ where
                 rows::late_table()
             });
             let mut done = start;
+            let mut dirs = rows::DirNames::default();
+            let mut spare = Vec::with_capacity(12);
             for (p, &end) in ends.iter().enumerate() {
                 let p = p as u32;
                 let from = old.position(topic, p);
@@ -858,17 +868,19 @@ where
                 if topic == WINDOWS_TOPIC {
                     let mut cur = Cursor::new(self.log, topic, p, from, end, decode_window)?;
                     while let Some((o, w)) = cur.next()? {
-                        let mut cells = Vec::with_capacity(12);
+                        let mut cells = recycle(std::mem::take(&mut spare));
                         rows::window_row(&mut cells, &w, p, o);
-                        sink.push(&date_dir_of_micros(w.window_start), &cells)?;
+                        sink.push(dirs.date_of_micros(w.window_start), &cells)?;
+                        spare = recycle(cells);
                         done += 1;
                     }
                 } else {
                     let mut cur = Cursor::new(self.log, topic, p, from, end, decode_late)?;
                     while let Some((o, w)) = cur.next()? {
-                        let mut cells = Vec::with_capacity(8);
+                        let mut cells = recycle(std::mem::take(&mut spare));
                         rows::late_row(&mut cells, &w, p, o);
-                        sink.push(&date_dir_of_micros(w.event_time), &cells)?;
+                        sink.push(dirs.date_of_micros(w.event_time), &cells)?;
+                        spare = recycle(cells);
                         done += 1;
                     }
                 }

@@ -76,13 +76,6 @@ pub fn date_dir(days: i32) -> String {
     }
 }
 
-pub fn date_dir_of_micros(us: i64) -> String {
-    match micros_to_date(us) {
-        Some(d) => format!("date={d}"),
-        None => "date=__HIVE_DEFAULT_PARTITION__".into(),
-    }
-}
-
 fn days(d: NaiveDate) -> Cell<'static> {
     Cell::Date(date_to_days(d))
 }

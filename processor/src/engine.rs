@@ -9,8 +9,8 @@ use eventlog::{Bytes, HeaderName, Log, PartitionReader, Record, StoredRecord};
 use schemas::event::{parse_event, validate_event};
 use schemas::master::apply_master_rules;
 use schemas::speed::{
-    DailyMessage, LateMessage, Lineage, SilverMessage, UsageTotals, WINDOW_MICROS, WindowMessage,
-    window_starts,
+    DailyMessage, LateMessage, Lineage, LineageBuilder, SilverMessage, UsageTotals, WINDOW_MICROS,
+    WindowMessage, window_starts,
 };
 use schemas::{BronzeEvent, MasterTables, Outcome, Reason, SeenKeys, Source};
 // The per-event maps (names, days, windows, the batch's dedup ids) hash with foldhash:
@@ -196,6 +196,7 @@ struct Partition<R> {
     /// Final windows whose state a commit wrote: deleted at the next commit.
     closed_windows: Vec<WindowKey>,
     days: HashMap<DayKey, UsageTotals>,
+    lineage: LineageBuilder,
 }
 
 impl<R> Partition<R> {
@@ -297,9 +298,9 @@ fn out_key(topic: &str, p: u32) -> String {
     format!("out/{topic}/{p}")
 }
 
-fn lineage(rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
+fn lineage(b: &mut LineageBuilder, rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
     let r = &rec.record;
-    Lineage::from_headers(
+    b.lineage(
         r.header("source_file"),
         r.header("line_no"),
         topic,
@@ -491,6 +492,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 dirty_windows: HashSet::new(),
                 closed_windows: Vec::new(),
                 days: HashMap::new(),
+                lineage: LineageBuilder::default(),
             });
         }
         Ok(me)
@@ -780,7 +782,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let msg = SilverMessage {
             event,
             flags,
-            lineage: lineage(&rec, topic, p),
+            lineage: lineage(&mut self.parts[i].lineage, &rec, topic, p),
         };
         let r = self
             .records

@@ -175,10 +175,15 @@ impl<'a> AvroReader<'a> {
     }
 
     pub fn string(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.string_bytes()?).ok()
+    }
+
+    /// A string's bytes, not yet checked for UTF-8.
+    pub fn string_bytes(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.long()?).ok()?;
         let b = self.buf.get(self.pos..self.pos.checked_add(len)?)?;
         self.pos += len;
-        std::str::from_utf8(b).ok()
+        Some(b)
     }
 
     /// A `["null", T]` union.

@@ -80,10 +80,25 @@ pub fn is_one_of(value: &str, allowed: &[&str]) -> bool {
 /// A categorical value: the domain's own `'static` text when `value` is one of
 /// `allowed` (no copy per record: nearly every value is), else a copy of it.
 pub fn categorical(value: &str, allowed: &[&'static str]) -> Cow<'static, str> {
-    match allowed.iter().copied().find(|a| *a == value) {
+    match member(value.as_bytes(), allowed) {
         Some(member) => Cow::Borrowed(member),
         None => Cow::Owned(value.to_owned()),
     }
+}
+
+/// [`categorical`] of text given as bytes: a member is found by its bytes, so only
+/// a value outside the domain is checked for UTF-8 (`None` when it is not).
+pub fn categorical_bytes(value: &[u8], allowed: &[&'static str]) -> Option<Cow<'static, str>> {
+    match member(value, allowed) {
+        Some(member) => Some(Cow::Borrowed(member)),
+        None => std::str::from_utf8(value)
+            .ok()
+            .map(|s| Cow::Owned(s.to_owned())),
+    }
+}
+
+fn member(value: &[u8], allowed: &[&'static str]) -> Option<&'static str> {
+    allowed.iter().copied().find(|a| a.as_bytes() == value)
 }
 
 #[cfg(test)]
@@ -98,5 +113,22 @@ mod tests {
         assert_eq!(unit_of_metric("storage_gb_hours"), Some("gb_hours"));
         assert_eq!(unit_of_metric("count"), None);
         assert_eq!(unit_of_metric(""), None);
+    }
+
+    #[test]
+    fn categorical_bytes_borrow_members_and_check_the_rest() {
+        let member = categorical_bytes(b"eu-central", &REGIONS);
+        match member {
+            Some(Cow::Borrowed(s)) => assert!(REGIONS.iter().any(|r| std::ptr::eq(*r, s))),
+            other => panic!("a member should be the domain's own text: {other:?}"),
+        }
+        assert_eq!(
+            categorical_bytes("mars-1é".as_bytes(), &REGIONS),
+            Some(Cow::Owned("mars-1é".to_owned()))
+        );
+        assert_eq!(categorical_bytes(b"\xff\xfe", &REGIONS), None);
+        // The text path agrees with the bytes path.
+        assert_eq!(categorical("eu-central", &REGIONS), "eu-central");
+        assert!(matches!(categorical("mars-1", &REGIONS), Cow::Owned(_)));
     }
 }

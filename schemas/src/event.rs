@@ -51,14 +51,30 @@ impl BronzeEvent {
         }
     }
 
-    /// The bronze row of a kept v2 event, rebuilt from its silver record without
-    /// parsing the line again (and without copying its strings): a v2 line's carbon
-    /// and tokens are kept as typed, and the unit is the line's unless it was imputed
-    /// (a kept event with no unit always has a value, so `unit_imputed` says exactly
-    /// when the line had none). `None` for v1: silver drops the carbon and tokens a v1
-    /// line may carry, so parse the line.
-    pub fn of_kept<'a>(e: &'a SilverEvent, flags: &EventFlags) -> Option<BronzeRef<'a>> {
-        (e.schema_version == 2).then(|| BronzeRef {
+    /// The bronze row of a kept event, rebuilt from its silver record without parsing
+    /// its `line` again (and without copying its strings), when the record holds all
+    /// of it. Silver keeps a line's other fields as typed, and its unit unless it was
+    /// imputed (a kept event with no unit always has a value, so `unit_imputed` says
+    /// exactly when the line had none). Silver drops a v1 line's carbon and tokens, so
+    /// a v1 event is rebuilt only when its line held neither: `tokens_misplaced` says
+    /// whether it held tokens, and a line without the text `carbon_kg` (and without an
+    /// escape, which could spell it) holds no carbon. `None` otherwise: parse the line.
+    pub fn of_kept<'a>(
+        e: &'a SilverEvent,
+        flags: &EventFlags,
+        line: &[u8],
+    ) -> Option<BronzeRef<'a>> {
+        let rebuilds = e.schema_version == 2
+            || (!flags.tokens_misplaced
+                && memchr::memchr(b'\\', line).is_none()
+                && memchr::memmem::find(line, b"carbon_kg").is_none());
+        rebuilds.then(|| BronzeEvent::rebuilt(e, flags))
+    }
+
+    /// The bronze row [`of_kept`](Self::of_kept) rebuilds, for a caller that has
+    /// already had `Some` from it.
+    pub fn rebuilt<'a>(e: &'a SilverEvent, flags: &EventFlags) -> BronzeRef<'a> {
+        BronzeRef {
             event_id: &e.event_id,
             ts_micros: e.ts_micros,
             org_id: Some(&e.org_id),
@@ -72,7 +88,7 @@ impl BronzeEvent {
             schema_version: e.schema_version,
             carbon_kg: e.carbon_kg,
             genai_tokens: e.genai_tokens,
-        })
+        }
     }
 }
 

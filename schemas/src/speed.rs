@@ -89,7 +89,8 @@ pub struct MeasureRow<'a> {
 /// Where a derived record came from in the raw log, and in the landing directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lineage {
-    pub source_file: Option<String>,
+    /// Shared by the records of one file ([`LineageBuilder`]).
+    pub source_file: Option<Arc<str>>,
     pub line_no: Option<i64>,
     /// A raw topic's name: borrowed when built from a record, owned when read back.
     pub topic: std::borrow::Cow<'static, str>,
@@ -99,9 +100,21 @@ pub struct Lineage {
     pub ingest_ms: i64,
 }
 
-impl Lineage {
+/// Builds the lineages of a reader's records. A landing file's records share its
+/// name instead of each copying it (and checking it for UTF-8 again); replayed in
+/// event-time order, consecutive records come from many files, so the names are kept
+/// by value (at most [`LineageBuilder::FILES`] of them: memory stays bounded).
+#[derive(Debug, Default)]
+pub struct LineageBuilder {
+    files: foldhash::HashMap<Box<[u8]>, Arc<str>>,
+}
+
+impl LineageBuilder {
+    pub const FILES: usize = 4096;
+
     /// From a raw record's `source_file` and `line_no` headers and its position.
-    pub fn from_headers(
+    pub fn lineage(
+        &mut self,
         source_file: Option<&[u8]>,
         line_no: Option<&[u8]>,
         topic: &'static str,
@@ -109,11 +122,19 @@ impl Lineage {
         offset: u64,
         ingest_ms: i64,
     ) -> Lineage {
+        let source_file = source_file.map(|b| match self.files.get(b) {
+            Some(name) => name.clone(),
+            None => {
+                if self.files.len() >= Self::FILES {
+                    self.files.clear();
+                }
+                let name: Arc<str> = String::from_utf8_lossy(b).into();
+                self.files.insert(b.into(), name.clone());
+                name
+            }
+        });
         Lineage {
-            source_file: source_file.map(|b| match std::str::from_utf8(b) {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(b).into_owned(),
-            }),
+            source_file,
             line_no: line_no
                 .and_then(|b| std::str::from_utf8(b).ok())
                 .and_then(|s| s.parse().ok()),
@@ -252,7 +273,7 @@ impl SilverMessage {
                 event,
                 flags,
                 lineage: Lineage {
-                    source_file: l.source_file.map(str::to_owned),
+                    source_file: l.source_file.map(Arc::from),
                     line_no: l.line_no,
                     topic: l.topic.to_owned().into(),
                     partition: l.partition,
@@ -277,7 +298,7 @@ impl SilverMessage {
             let text = |r: &mut crate::avro::AvroReader<'_>| r.string().map(str::to_owned);
             let shared = |r: &mut crate::avro::AvroReader<'_>| r.string().map(Arc::<str>::from);
             let categorical = |r: &mut crate::avro::AvroReader<'_>, allowed: &[&'static str]| {
-                r.string().map(|s| crate::domain::categorical(s, allowed))
+                crate::domain::categorical_bytes(r.string_bytes()?, allowed)
             };
             let double = |r: &mut crate::avro::AvroReader<'_>| r.double();
             let event = SilverEvent {
@@ -501,6 +522,31 @@ pub fn window_starts(ts: i64) -> [i64; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_of_one_file_share_its_name() {
+        let mut b = LineageBuilder::default();
+        let t = "raw.usage_events";
+        let a1 = b.lineage(Some(b"a.jsonl"), Some(b"1"), t, 0, 0, 5);
+        let a2 = b.lineage(Some(b"a.jsonl"), Some(b"2"), t, 0, 1, 5);
+        let other = b.lineage(Some(b"b.jsonl"), Some(b"x"), t, 1, 2, 6);
+        // Files interleave (a replay in event-time order): names are still shared.
+        let a3 = b.lineage(Some(b"a.jsonl"), None, t, 0, 9, 5);
+        assert!(Arc::ptr_eq(
+            a1.source_file.as_ref().unwrap(),
+            a3.source_file.as_ref().unwrap()
+        ));
+        let none = b.lineage(None, None, t, 1, 3, 6);
+        let bad = b.lineage(Some(b"c\xff.jsonl"), None, t, 1, 4, 6);
+        let (f1, f2) = (a1.source_file.unwrap(), a2.source_file.unwrap());
+        assert!(Arc::ptr_eq(&f1, &f2));
+        assert_eq!(&*f1, "a.jsonl");
+        assert_eq!((a1.line_no, a2.line_no), (Some(1), Some(2)));
+        assert_eq!(other.source_file.as_deref(), Some("b.jsonl"));
+        assert_eq!((other.line_no, other.partition, other.offset), (None, 1, 2));
+        assert_eq!((none.source_file, none.ingest_ms), (None, 6));
+        assert_eq!(bad.source_file.as_deref(), Some("c\u{fffd}.jsonl"));
+    }
 
     #[test]
     fn every_event_is_in_two_aligned_windows() {
@@ -781,7 +827,7 @@ mod tests {
         let m = SilverMessage {
             event: serde_json::from_str(r#"{"event_id":"e","ts_micros":1,"usage_date":0,"org_id":"o","resource_id":"r","service":"s","region":"g","metric":"m","value":null,"unit":"u","cost_usd":1.0,"schema_version":2,"carbon_kg":null,"genai_tokens":null,"org_name":"n","industry":"i","plan_tier":"p","hq_region":"h","resource_state":"a","resource_created_at":-1}"#).unwrap(),
             flags: EventFlags::default(),
-            lineage: Lineage::from_headers(None, None, "raw.usage_events", 0, 7, 0),
+            lineage: LineageBuilder::default().lineage(None, None, "raw.usage_events", 0, 7, 0),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(SilverMessage::read(json.as_bytes()).unwrap().2, 7);

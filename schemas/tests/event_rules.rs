@@ -519,7 +519,7 @@ fn repeated_key_is_a_parse_error() {
 }
 
 #[test]
-fn bronze_of_a_kept_v2_event_equals_the_parsed_line() {
+fn bronze_of_a_kept_event_equals_the_parsed_line() {
     use schemas::BronzeEvent;
     let lines = [
         line(|_| {}),
@@ -552,16 +552,57 @@ fn bronze_of_a_kept_v2_event_equals_the_parsed_line() {
         let (e, flags) = kept(l);
         let parsed = schemas::parse_event(l).unwrap();
         assert_eq!(
-            BronzeEvent::of_kept(&e, &flags),
+            BronzeEvent::of_kept(&e, &flags, l),
             Some(parsed.borrowed()),
             "{}",
             String::from_utf8_lossy(l)
         );
+        assert_eq!(BronzeEvent::rebuilt(&e, &flags), parsed.borrowed());
     }
-    // v1: silver dropped the line's carbon and tokens; the line must be parsed.
-    let v1 = line(|o| {
-        o.insert("schema_version".into(), serde_json::json!(1));
+    // v1: silver drops the line's carbon and tokens. A line without them is rebuilt;
+    // one with either, or with an escape that could spell a key, must be parsed.
+    let v1 = |f: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        line(|o| {
+            o.insert("schema_version".into(), serde_json::json!(1));
+            o.remove("carbon_kg");
+            f(o);
+        })
+    };
+    let plain = v1(&|_| {});
+    let (e, flags) = kept(&plain);
+    let parsed = schemas::parse_event(&plain).unwrap();
+    assert_eq!(parsed.carbon_kg, None);
+    assert_eq!(
+        BronzeEvent::of_kept(&e, &flags, &plain),
+        Some(parsed.borrowed())
+    );
+    let with_carbon = v1(&|o| {
+        o.insert("carbon_kg".into(), serde_json::json!(0.5));
     });
-    let (e, flags) = kept(&v1);
-    assert_eq!(BronzeEvent::of_kept(&e, &flags), None);
+    let with_tokens = v1(&|o| {
+        o.insert("service".into(), serde_json::json!("genai"));
+        o.insert("resource_id".into(), serde_json::json!("res_g"));
+        o.insert("genai_tokens".into(), serde_json::json!(1200));
+    });
+    let escaped = String::from_utf8(v1(&|o| {
+        o.insert("carbon_kg".into(), serde_json::json!(0.5));
+    }))
+    .unwrap()
+    .replace("carbon_kg", "carbon\\u005fkg")
+    .into_bytes();
+    for l in [&with_carbon, &with_tokens, &escaped] {
+        let (e, flags) = kept(l);
+        let parsed = schemas::parse_event(l).unwrap();
+        assert!(
+            parsed.carbon_kg.is_some() || parsed.genai_tokens.is_some(),
+            "{}",
+            String::from_utf8_lossy(l)
+        );
+        assert_eq!(
+            BronzeEvent::of_kept(&e, &flags, l),
+            None,
+            "{}",
+            String::from_utf8_lossy(l)
+        );
+    }
 }
