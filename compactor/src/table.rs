@@ -65,20 +65,31 @@ enum Col {
 }
 
 impl Col {
-    fn new(dt: &DataType) -> Result<Col> {
+    /// A builder for `rows` values (and `bytes` of text or binary data) that does not
+    /// grow until they are exceeded.
+    fn with_capacity(dt: &DataType, rows: usize, bytes: usize) -> Result<Col> {
         Ok(match dt {
-            DataType::Utf8 => Col::Str(StringBuilder::new()),
-            DataType::Float64 => Col::F64(Float64Builder::new()),
-            DataType::Int64 => Col::I64(Int64Builder::new()),
-            DataType::Int32 => Col::I32(Int32Builder::new()),
-            DataType::Boolean => Col::Bool(BooleanBuilder::new()),
-            DataType::Date32 => Col::Date(Date32Builder::new()),
+            DataType::Utf8 => Col::Str(StringBuilder::with_capacity(rows, bytes)),
+            DataType::Float64 => Col::F64(Float64Builder::with_capacity(rows)),
+            DataType::Int64 => Col::I64(Int64Builder::with_capacity(rows)),
+            DataType::Int32 => Col::I32(Int32Builder::with_capacity(rows)),
+            DataType::Boolean => Col::Bool(BooleanBuilder::with_capacity(rows)),
+            DataType::Date32 => Col::Date(Date32Builder::with_capacity(rows)),
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                Col::Ts(TimestampMicrosecondBuilder::new())
+                Col::Ts(TimestampMicrosecondBuilder::with_capacity(rows))
             }
-            DataType::Binary => Col::Bin(BinaryBuilder::new()),
+            DataType::Binary => Col::Bin(BinaryBuilder::with_capacity(rows, bytes)),
             other => bail!("no row builder for Arrow type {other}"),
         })
+    }
+
+    /// Bytes of text or binary data held (0 for fixed-width columns).
+    fn data_bytes(&self) -> usize {
+        match self {
+            Col::Str(b) => b.values_slice().len(),
+            Col::Bin(b) => b.values_slice().len(),
+            _ => 0,
+        }
     }
 
     fn push(&mut self, cell: Cell) -> bool {
@@ -162,13 +173,27 @@ pub struct Rows {
 
 impl Rows {
     pub fn new(spec: Arc<TableSpec>) -> Result<Rows> {
+        Rows::with_capacity(spec, 1024, &[])
+    }
+
+    /// Rows whose builders hold `rows` rows without growing, with `bytes[i]` bytes of
+    /// data for the file's column `i` (1024 when not given).
+    pub fn with_capacity(spec: Arc<TableSpec>, rows: usize, bytes: &[usize]) -> Result<Rows> {
         let cols = spec
             .file_schema
             .fields()
             .iter()
-            .map(|f| Col::new(f.data_type()))
+            .enumerate()
+            .map(|(i, f)| {
+                Col::with_capacity(f.data_type(), rows, bytes.get(i).copied().unwrap_or(1024))
+            })
             .collect::<Result<_>>()?;
         Ok(Rows { spec, cols, len: 0 })
+    }
+
+    /// Bytes of text or binary data per file column (0 for fixed-width ones).
+    fn data_bytes(&self) -> Vec<usize> {
+        self.cols.iter().map(Col::data_bytes).collect()
     }
 
     /// Appends one row given in the order of the table's full schema.
@@ -311,12 +336,45 @@ pub fn parquet_rows(path: &Path) -> Result<u64> {
     Ok(b.metadata().file_metadata().num_rows().max(0) as u64)
 }
 
+/// Rows a directory's builders take before they become one Arrow batch. The next
+/// builders are sized from the full ones, so they never grow: no reallocation
+/// copies, and no memory touched twice.
+const SUB_BATCH_ROWS: usize = 8192;
+
+/// One directory's rows in a sink: full batches, and the builders filling.
+struct DirRows {
+    full: Vec<RecordBatch>,
+    filling: Rows,
+}
+
+impl DirRows {
+    fn push(&mut self, spec: &Arc<TableSpec>, cells: &[Cell]) -> Result<()> {
+        self.filling.push(cells)?;
+        if self.filling.len() >= SUB_BATCH_ROWS {
+            let bytes: Vec<usize> = self
+                .filling
+                .data_bytes()
+                .into_iter()
+                .map(|b| b + b / 8 + 64)
+                .collect();
+            let next = Rows::with_capacity(spec.clone(), SUB_BATCH_ROWS, &bytes)?;
+            let mut full = std::mem::replace(&mut self.filling, next);
+            self.full.push(full.finish()?);
+        }
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.full.is_empty() && self.filling.is_empty()
+    }
+}
+
 /// Rows routed to partition directories, written out as one file per directory per
 /// flush. File names are given by the caller (topic, partition, offset range), so
 /// writing the same input again writes the same files.
 pub struct PartitionedSink {
     spec: Arc<TableSpec>,
-    dirs: foldhash::HashMap<String, Rows>,
+    dirs: foldhash::HashMap<String, DirRows>,
     rows: usize,
 }
 
@@ -336,11 +394,14 @@ impl PartitionedSink {
     /// Appends a row to the directory `dir` (`""` for an unpartitioned table).
     pub fn push(&mut self, dir: &str, cells: &[Cell]) -> Result<()> {
         match self.dirs.get_mut(dir) {
-            Some(rows) => rows.push(cells)?,
+            Some(d) => d.push(&self.spec, cells)?,
             None => {
-                let mut rows = Rows::new(self.spec.clone())?;
-                rows.push(cells)?;
-                self.dirs.insert(dir.to_owned(), rows);
+                let mut d = DirRows {
+                    full: Vec::new(),
+                    filling: Rows::new(self.spec.clone())?,
+                };
+                d.push(&self.spec, cells)?;
+                self.dirs.insert(dir.to_owned(), d);
             }
         }
         self.rows += 1;
@@ -357,8 +418,8 @@ impl PartitionedSink {
         self.flush_patched(root, file_name, &|_, b| Ok(b))
     }
 
-    /// [`Self::flush`], with each directory's batch passed through `patch` (given the
-    /// directory) before it is written.
+    /// [`Self::flush`], with each of a directory's batches passed through `patch`
+    /// (given the directory) before it is written.
     pub fn flush_patched(
         &mut self,
         root: &Path,
@@ -368,13 +429,19 @@ impl PartitionedSink {
         let mut written = Vec::new();
         let mut dirs: Vec<_> = std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
-        for (dir, mut rows) in dirs {
-            if rows.is_empty() {
+        for (dir, mut d) in dirs {
+            if d.is_empty() {
                 continue;
             }
             let path = table_dir(root, &self.spec.path, &dir).join(file_name);
-            let batch = patch(&dir, rows.finish()?)?;
-            write_parquet(&path, &self.spec.file_schema, [Ok(batch)])?;
+            let last = (!d.filling.is_empty()).then(|| d.filling.finish());
+            let batches = d
+                .full
+                .into_iter()
+                .map(Ok)
+                .chain(last)
+                .map(|b| b.and_then(|b| patch(&dir, b)));
+            write_parquet(&path, &self.spec.file_schema, batches)?;
             written.push(path);
         }
         self.rows = 0;
