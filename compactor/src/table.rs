@@ -15,8 +15,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 /// One value of a row, in the column's Arrow type.
@@ -240,7 +240,9 @@ impl Rows {
 
 /// Columns whose values are (nearly) all distinct: ids, times, measures, positions.
 /// A dictionary would hold every value once more, and interning them is a large share
-/// of writing; they are written plain.
+/// of writing; they are written plain, or, for integers and times, as deltas
+/// (`DELTA_BINARY_PACKED`: positions and times that mostly rise take a few bits each,
+/// leaving zstd far less to compress).
 const DISTINCT_COLUMNS: &[&str] = &[
     "event_id",
     "timestamp",
@@ -255,13 +257,26 @@ const DISTINCT_COLUMNS: &[&str] = &[
     "record",
 ];
 
+/// How the lake's files are written: zstd; no dictionary for [`DISTINCT_COLUMNS`];
+/// min/max statistics for numbers, dates, times and flags but not for text. No file
+/// is sorted by a text column (rows are in log order within a date and service), so
+/// a text column's min and max span nearly its whole domain in every file and prune
+/// nothing, while computing them compares every value.
 pub fn writer_properties(schema: &Schema) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(1 << 20));
     for field in schema.fields() {
+        let col = || ColumnPath::from(field.name().as_str());
+        let text = matches!(field.data_type(), DataType::Utf8 | DataType::Binary);
+        if text {
+            b = b.set_column_statistics_enabled(col(), EnabledStatistics::None);
+        }
         if DISTINCT_COLUMNS.contains(&field.name().as_str()) {
-            b = b.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            b = b.set_column_dictionary_enabled(col(), false);
+            if matches!(field.data_type(), DataType::Int64 | DataType::Timestamp(..)) {
+                b = b.set_column_encoding(col(), Encoding::DELTA_BINARY_PACKED);
+            }
         }
     }
     b.build()
@@ -570,7 +585,7 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     #[test]
-    fn distinct_columns_are_written_plain_and_the_others_with_a_dictionary() {
+    fn columns_are_encoded_by_kind_and_text_has_no_statistics() {
         let spec = Arc::new(TableSpec::new(
             "t",
             Arc::new(Schema::new(vec![
@@ -603,6 +618,29 @@ mod tests {
         assert!(!dictionary("event_id"));
         assert!(!dictionary("offset"));
         assert!(dictionary("org_id"));
+        let column = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+        };
+        // Positions as deltas; ids plain (no dictionary) as written.
+        assert!(
+            column("offset")
+                .encodings()
+                .any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED)
+        );
+        assert!(
+            column("event_id")
+                .encodings()
+                .any(|e| e == parquet::basic::Encoding::PLAIN)
+        );
+        // Min/max for numbers, none for text.
+        let stats = column("offset").statistics().unwrap();
+        assert_eq!(stats.min_bytes_opt(), Some(&0i64.to_le_bytes()[..]));
+        assert_eq!(stats.max_bytes_opt(), Some(&999i64.to_le_bytes()[..]));
+        assert!(column("org_id").statistics().is_none());
+        assert!(column("event_id").statistics().is_none());
         // And the values read back.
         let back = read_parquet(&path, None).unwrap();
         assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);
