@@ -21,10 +21,25 @@ use crate::{HeaderName, Record};
 pub const KNOWN_HEADERS: [&str; 2] = ["source_file", "line_no"];
 
 pub(crate) fn header_name(name: &str) -> HeaderName {
-    match KNOWN_HEADERS.iter().find(|k| **k == name) {
+    match known_header(name.as_bytes()) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(name.to_owned()),
     }
+}
+
+/// [`header_name`] of a name given as bytes: a known name is found by its bytes, so
+/// only another name is checked for UTF-8 (`None` when it is not).
+fn header_name_bytes(name: &[u8]) -> Option<HeaderName> {
+    match known_header(name) {
+        Some(k) => Some(Cow::Borrowed(k)),
+        None => std::str::from_utf8(name)
+            .ok()
+            .map(|s| Cow::Owned(s.to_owned())),
+    }
+}
+
+fn known_header(name: &[u8]) -> Option<&'static str> {
+    KNOWN_HEADERS.iter().copied().find(|k| k.as_bytes() == name)
 }
 
 pub const BATCH_HEADER_LEN: usize = 16;
@@ -174,10 +189,8 @@ pub fn decode_records(
         let mut headers = Vec::with_capacity(usize::from(header_count).min(64));
         for _ in 0..header_count {
             let name_len = u16::from_le_bytes(arr(cur.take(2)?)) as usize;
-            let name = header_name(
-                std::str::from_utf8(cur.take(name_len)?)
-                    .map_err(|_| DecodeError::Corrupt("header name is not UTF-8"))?,
-            );
+            let name = header_name_bytes(cur.take(name_len)?)
+                .ok_or(DecodeError::Corrupt("header name is not UTF-8"))?;
             let vlen = u32::from_le_bytes(arr(cur.take(4)?)) as usize;
             headers.push((name, slice(cur.take_range(vlen)?)));
         }
@@ -234,6 +247,19 @@ fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_are_matched_on_their_bytes() {
+        for k in KNOWN_HEADERS {
+            assert!(matches!(header_name_bytes(k.as_bytes()), Some(Cow::Borrowed(b)) if b == k));
+            assert!(matches!(header_name(k), Cow::Borrowed(b) if b == k));
+        }
+        assert_eq!(
+            header_name_bytes("trace_é".as_bytes()),
+            Some(Cow::Owned("trace_é".to_owned()))
+        );
+        assert_eq!(header_name_bytes(b"\xc3("), None);
+    }
 
     fn rec(v: &str) -> Record {
         Record {
