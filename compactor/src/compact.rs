@@ -264,10 +264,10 @@ struct GroupOut {
 /// One raw usage event with what became of it, decoded for the writer.
 struct Decoded {
     lineage: Lineage,
-    /// The raw line, for a quarantine row only: kept events need none, and sharing a
-    /// read buffer with the writer's thread costs an atomic count each way.
-    value: Option<eventlog::Bytes>,
-    outcome: std::result::Result<(SilverEvent, EventFlags), Reason>,
+    /// Kept, or quarantined with the raw line for its quarantine row (only then: a
+    /// kept event's row needs none of it, and sharing a read buffer with the
+    /// writer's thread costs an atomic count on each thread).
+    outcome: std::result::Result<(SilverEvent, EventFlags), (Reason, eventlog::Bytes)>,
     bronze: BronzeRow,
 }
 
@@ -439,8 +439,7 @@ impl<L: Log> Decoder<'_, L> {
                     }
                     batch.push(Decoded {
                         lineage: lineage(&mut lineages, &rec, topic, p),
-                        value: outcome.is_err().then(|| value.clone()),
-                        outcome,
+                        outcome: outcome.map_err(|r| (r, value.clone())),
                         bronze,
                     });
                     if batch.len() == BATCH
@@ -765,7 +764,6 @@ where
                 let batch = batch?;
                 for d in &batch {
                     let l = &d.lineage;
-                    let value = d.value.as_deref().unwrap_or_default();
                     let mut cells = recycle(std::mem::take(&mut spare));
                     let bronze = match (&d.bronze, &d.outcome) {
                         (BronzeRow::Typed(b), _) => Some(b.borrowed()),
@@ -795,7 +793,7 @@ where
                             rows::silver_event_row(&mut cells, event, flags, l);
                             sinks.silver.push(dirs.silver(event), &cells)?;
                         }
-                        Err(reason) => {
+                        Err((reason, value)) => {
                             rows::quarantine_row(&mut cells, source, value, *reason, l);
                             sinks.quarantine.push("", &cells)?;
                         }
