@@ -26,7 +26,7 @@ use schemas::{
 use crate::cursor::Cursor;
 use crate::lake::{Lake, Manifest, NewGeneration, prune_empty_dirs};
 use crate::rows;
-use crate::table::{Cell, PartitionedSink, parquet_files, read_parquet, write_parquet};
+use crate::table::{Cell, PartitionedSink, RowOrder, parquet_files, read_parquet, write_parquet};
 use crate::{Settings, gold};
 
 /// What a run did.
@@ -936,7 +936,9 @@ where
                 .into_iter()
                 .flatten()
                 .map(Ok);
-            write_parquet(&target, &schema, batches)?;
+            // Merges join files of the tables written from the topics (gold is
+            // rewritten whole, never merged).
+            write_parquet(&target, &schema, RowOrder::Log, batches)?;
             for f in &files {
                 if f != &target {
                     std::fs::remove_file(f).with_context(|| format!("remove {}", f.display()))?;

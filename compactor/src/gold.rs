@@ -26,7 +26,7 @@ use crate::Settings;
 use crate::lake::write_file_atomic;
 use crate::rows::date_dir;
 use crate::table::{
-    Cell, TableSpec, hive_value, parquet_files, parquet_rows, read_parquet, table_dir,
+    Cell, RowOrder, TableSpec, hive_value, parquet_files, parquet_rows, read_parquet, table_dir,
     write_parquet,
 };
 
@@ -142,7 +142,7 @@ pub fn mart_schema(mart: &str) -> SchemaRef {
 /// The mart's table: the daily mart is partitioned by `usage_date`.
 pub fn mart_table(mart: &str) -> TableSpec {
     let hive: &[&str] = if mart == DAILY { &["usage_date"] } else { &[] };
-    TableSpec::new(format!("gold/{mart}"), mart_schema(mart), hive)
+    TableSpec::new(format!("gold/{mart}"), mart_schema(mart), hive).sorted_by_text()
 }
 
 // ---- reading columns -------------------------------------------------------------
@@ -422,7 +422,7 @@ fn rewrite_cost_spike(
             continue;
         };
         let fixed = batches.iter().map(|b| set_cost_spike(b, p, factor));
-        write_parquet(path, &schema, fixed)?;
+        write_parquet(path, &schema, RowOrder::Log, fixed)?;
     }
     Ok(())
 }

@@ -142,6 +142,21 @@ pub struct TableSpec {
     pub file_schema: SchemaRef,
     /// Indexes into `schema` of the files' columns, in order.
     kept: Vec<usize>,
+    pub order: RowOrder,
+}
+
+/// How a table's rows are ordered within a file, which decides whether its text
+/// columns get min/max statistics ([`writer_properties`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrder {
+    /// As they came from the log, within a partition directory (bronze, silver,
+    /// quarantine, speed): a text column's min and max span nearly its whole domain
+    /// in every file, so they prune nothing, while computing them compares every
+    /// value. Written without them.
+    Log,
+    /// Sorted by text keys (the gold marts, by org): a page's min and max org let a
+    /// reader skip it. Written with them.
+    SortedByText,
 }
 
 impl TableSpec {
@@ -160,6 +175,15 @@ impl TableSpec {
             schema,
             hive,
             kept,
+            order: RowOrder::Log,
+        }
+    }
+
+    /// The same table, its rows sorted by text keys.
+    pub fn sorted_by_text(self) -> TableSpec {
+        TableSpec {
+            order: RowOrder::SortedByText,
+            ..self
         }
     }
 }
@@ -258,18 +282,16 @@ const DISTINCT_COLUMNS: &[&str] = &[
 ];
 
 /// How the lake's files are written: zstd; no dictionary for [`DISTINCT_COLUMNS`];
-/// min/max statistics for numbers, dates, times and flags but not for text. No file
-/// is sorted by a text column (rows are in log order within a date and service), so
-/// a text column's min and max span nearly its whole domain in every file and prune
-/// nothing, while computing them compares every value.
-pub fn writer_properties(schema: &Schema) -> WriterProperties {
+/// min/max statistics for numbers, dates, times and flags, and for text only when
+/// the rows are sorted by text ([`RowOrder`]).
+pub fn writer_properties(schema: &Schema, order: RowOrder) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(1 << 20));
     for field in schema.fields() {
         let col = || ColumnPath::from(field.name().as_str());
         let text = matches!(field.data_type(), DataType::Utf8 | DataType::Binary);
-        if text {
+        if text && order == RowOrder::Log {
             b = b.set_column_statistics_enabled(col(), EnabledStatistics::None);
         }
         if DISTINCT_COLUMNS.contains(&field.name().as_str()) {
@@ -289,6 +311,7 @@ pub fn writer_properties(schema: &Schema) -> WriterProperties {
 pub fn write_parquet(
     path: &Path,
     schema: &SchemaRef,
+    order: RowOrder,
     batches: impl IntoIterator<Item = Result<RecordBatch>>,
 ) -> Result<u64> {
     let dir = path
@@ -301,7 +324,7 @@ pub fn write_parquet(
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(schema)))?;
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(schema, order)))?;
     let mut rows = 0u64;
     for b in batches {
         let b = b?;
@@ -456,7 +479,7 @@ impl PartitionedSink {
                 .map(Ok)
                 .chain(last)
                 .map(|b| b.and_then(|b| patch(&dir, b)));
-            write_parquet(&path, &self.spec.file_schema, batches)?;
+            write_parquet(&path, &self.spec.file_schema, self.spec.order, batches)?;
             written.push(path);
         }
         self.rows = 0;
@@ -585,7 +608,7 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     #[test]
-    fn columns_are_encoded_by_kind_and_text_has_no_statistics() {
+    fn columns_are_encoded_by_kind_and_text_has_statistics_only_when_sorted() {
         let spec = Arc::new(TableSpec::new(
             "t",
             Arc::new(Schema::new(vec![
@@ -604,7 +627,8 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
-        write_parquet(&path, &spec.file_schema, [rows.finish()]).unwrap();
+        let batch = rows.finish().unwrap();
+        write_parquet(&path, &spec.file_schema, RowOrder::Log, [Ok(batch.clone())]).unwrap();
         let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         let rg = reader.metadata().row_group(0);
         let dictionary = |name: &str| {
@@ -641,6 +665,25 @@ mod tests {
         assert_eq!(stats.max_bytes_opt(), Some(&999i64.to_le_bytes()[..]));
         assert!(column("org_id").statistics().is_none());
         assert!(column("event_id").statistics().is_none());
+        // Rows sorted by text (the gold marts) keep their text statistics.
+        let sorted = dir.path().join("sorted.parquet");
+        write_parquet(
+            &sorted,
+            &spec.file_schema,
+            RowOrder::SortedByText,
+            [Ok(batch)],
+        )
+        .unwrap();
+        let reader = SerializedFileReader::new(File::open(&sorted).unwrap()).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let org = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "org_id")
+            .unwrap();
+        let stats = org.statistics().unwrap();
+        assert_eq!(stats.min_bytes_opt(), Some(&b"org_a"[..]));
+        assert_eq!(stats.max_bytes_opt(), Some(&b"org_b"[..]));
         // And the values read back.
         let back = read_parquet(&path, None).unwrap();
         assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);

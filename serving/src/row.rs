@@ -450,7 +450,13 @@ mod tests {
         )
         .unwrap();
         let schema = b.schema();
-        compactor::table::write_parquet(&part.join("a.parquet"), &schema, [Ok(b)]).unwrap();
+        compactor::table::write_parquet(
+            &part.join("a.parquet"),
+            &schema,
+            compactor::table::RowOrder::SortedByText,
+            [Ok(b)],
+        )
+        .unwrap();
         let rows = rows_from_parquet(&DAILY, dir.path()).unwrap();
         let json = compactor::table::json_rows(dir.path()).unwrap();
         assert_eq!(rows.len(), 2);
