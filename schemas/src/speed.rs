@@ -100,33 +100,6 @@ pub struct Lineage {
     pub ingest_ms: i64,
 }
 
-/// A decimal integer's ASCII bytes (an optional sign, then digits), as `str::parse`
-/// reads them, without a UTF-8 check first.
-fn parse_i64(b: &[u8]) -> Option<i64> {
-    let (negative, digits) = match b {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, b),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let d = i64::from(d - b'0');
-        v = v.checked_mul(10)?;
-        v = if negative {
-            v.checked_sub(d)?
-        } else {
-            v.checked_add(d)?
-        };
-    }
-    Some(v)
-}
-
 /// Builds the lineages of a reader's records. A landing file's records share its
 /// name instead of each copying it (and checking it for UTF-8 again); replayed in
 /// event-time order, consecutive records come from many files, so the names are kept
@@ -162,7 +135,7 @@ impl LineageBuilder {
         });
         Lineage {
             source_file,
-            line_no: line_no.and_then(parse_i64),
+            line_no: line_no.and_then(crate::written::decimal_i64),
             topic: std::borrow::Cow::Borrowed(topic),
             partition,
             offset,
@@ -547,46 +520,6 @@ pub fn window_starts(ts: i64) -> [i64; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_numbers_are_read_as_str_parse_reads_them() {
-        let same = |b: &[u8]| {
-            let std = std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok());
-            assert_eq!(parse_i64(b), std, "{:?}", String::from_utf8_lossy(b));
-        };
-        for s in [
-            "",
-            "-",
-            "+",
-            "0",
-            "-0",
-            "+5",
-            "-5",
-            "123",
-            "007",
-            "1a",
-            " 1",
-            "1 ",
-            "--1",
-            "+-1",
-            "9223372036854775807",
-            "9223372036854775808",
-            "-9223372036854775808",
-            "-9223372036854775809",
-            "99999999999999999999",
-            "\u{661}",
-        ] {
-            same(s.as_bytes());
-        }
-        same(b"\xff1");
-        proptest::proptest!(|(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
-                              n in proptest::prelude::any::<i64>())| {
-            same(&b);
-            same(n.to_string().as_bytes());
-        });
-    }
 
     #[test]
     fn records_of_one_file_share_its_name() {

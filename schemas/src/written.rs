@@ -80,17 +80,7 @@ impl<'a> Written<'a> {
 
     /// An integer (see [`Written::number`]), if it fits an i64.
     pub fn integer(&mut self) -> Option<i64> {
-        let tok = self.number(true)?;
-        let (neg, digits) = match tok.strip_prefix(b"-") {
-            Some(d) => (true, d),
-            None => (false, tok),
-        };
-        // Summed negative, so that i64::MIN fits.
-        let mut v: i64 = 0;
-        for &d in digits {
-            v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
-        }
-        if neg { Some(v) } else { v.checked_neg() }
+        decimal_i64(self.number(true)?)
     }
 
     /// A double (see [`Written::number`]), read by Rust's own parser, correctly
@@ -108,6 +98,34 @@ impl<'a> Written<'a> {
     pub fn end(&mut self) -> Option<()> {
         (self.json.get(self.at..)? == b"}").then_some(())
     }
+}
+
+/// A decimal integer's ASCII bytes (an optional sign, then digits), as `str::parse`
+/// reads them, without a UTF-8 check first: a JSON integer token, a log header's
+/// line number.
+pub(crate) fn decimal_i64(b: &[u8]) -> Option<i64> {
+    let (negative, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        v = v.checked_mul(10)?;
+        v = if negative {
+            v.checked_sub(d)?
+        } else {
+            v.checked_add(d)?
+        };
+    }
+    Some(v)
 }
 
 /// The index of the first `"`, `\\` or control character in `b` from `i` on (where a
@@ -173,6 +191,46 @@ pub fn number_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn line_numbers_are_read_as_str_parse_reads_them() {
+        let same = |b: &[u8]| {
+            let std = std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok());
+            assert_eq!(decimal_i64(b), std, "{:?}", String::from_utf8_lossy(b));
+        };
+        for s in [
+            "",
+            "-",
+            "+",
+            "0",
+            "-0",
+            "+5",
+            "-5",
+            "123",
+            "007",
+            "1a",
+            " 1",
+            "1 ",
+            "--1",
+            "+-1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+            "\u{661}",
+        ] {
+            same(s.as_bytes());
+        }
+        same(b"\xff1");
+        proptest::proptest!(|(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+                              n in proptest::prelude::any::<i64>())| {
+            same(&b);
+            same(n.to_string().as_bytes());
+        });
+    }
 
     proptest! {
         /// The eight-bytes-at-a-time scan finds what a byte-by-byte one finds.
