@@ -348,7 +348,7 @@ struct RawEvent<'a> {
 /// what serde gives or nothing (a test compares the two).
 mod simple {
     use super::{Json, RawEvent};
-    use crate::written::{number_end, plain_text_end};
+    use crate::written::{decimal_i64, finite_f64, number_end, plain_text_end};
     use std::borrow::Cow;
 
     pub(super) fn raw_event(text: &str) -> Option<RawEvent<'_>> {
@@ -456,11 +456,11 @@ mod simple {
     fn number(text: &str, i: usize) -> Option<(Json<'_>, usize)> {
         let b = text.as_bytes();
         let (j, float) = number_end(b, i)?;
-        let s = &text[i..j];
+        let tok = &b[i..j];
         let v = if float {
-            Json::Float(s.parse::<f64>().ok().filter(|v| v.is_finite())?)
+            Json::Float(finite_f64(tok)?)
         } else {
-            let v: i64 = s.parse().ok()?;
+            let v = decimal_i64(tok)?;
             if v == 0 && b[i] == b'-' {
                 return None;
             }

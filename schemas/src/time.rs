@@ -6,8 +6,79 @@ use chrono::{DateTime, NaiveDate, Utc};
 /// Parses an ISO-8601/RFC 3339 timestamp that carries a zone (`Z` or an offset) into
 /// microseconds since the epoch, UTC. A timestamp without a zone is rejected.
 pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
+    if let Some(us) = utc_seconds_micros(s.as_bytes()) {
+        return Some(us);
+    }
     let dt = DateTime::parse_from_rfc3339(s).ok()?;
     Some(dt.with_timezone(&Utc).timestamp_micros())
+}
+
+/// The common form, `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, UTC), read by arithmetic:
+/// `None` for anything else, which chrono then reads (or rejects). A leap second
+/// (`:60`) is left to chrono too.
+fn utc_seconds_micros(b: &[u8]) -> Option<i64> {
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        mo0,
+        mo1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        mi0,
+        mi1,
+        b':',
+        s0,
+        s1,
+        b'Z',
+    ] = *b
+    else {
+        return None;
+    };
+    let digit = |c: u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
+    let two = |a: u8, b: u8| Some(digit(a)? * 10 + digit(b)?);
+    let year = two(y0, y1)? * 100 + two(y2, y3)?;
+    let (month, day) = (two(mo0, mo1)?, two(d0, d1)?);
+    let (hour, minute, second) = (two(h0, h1)?, two(mi0, mi1)?, two(s0, s1)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date, by Howard Hinnant's
+/// `days_from_civil` (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// A date field: `YYYY-MM-DD`, or an RFC 3339 timestamp whose UTC date is taken.
@@ -110,6 +181,65 @@ mod tests {
         }
         assert_eq!(date_text(20_271), "2025-07-02");
         assert_eq!(date_text(i32::MAX), "");
+    }
+
+    /// The arithmetic path gives chrono's answer wherever it answers, and leaves every
+    /// other text to chrono.
+    fn same_as_chrono(text: &str) {
+        let chrono = DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|d| d.with_timezone(&Utc).timestamp_micros());
+        assert_eq!(parse_timestamp_micros(text), chrono, "{text}");
+        if let Some(us) = utc_seconds_micros(text.as_bytes()) {
+            assert_eq!(Some(us), chrono, "{text}");
+        }
+    }
+
+    #[test]
+    fn whole_utc_seconds_are_read_as_chrono_reads_them() {
+        for text in [
+            "2025-08-17T01:55:00Z",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "0000-03-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2024-02-29T12:00:00Z",
+            "2023-02-29T12:00:00Z",
+            "2100-02-29T12:00:00Z",
+            "2000-02-29T12:00:00Z",
+            "2025-04-31T00:00:00Z",
+            "2025-00-10T00:00:00Z",
+            "2025-13-10T00:00:00Z",
+            "2025-01-00T00:00:00Z",
+            "2025-01-10T24:00:00Z",
+            "2025-01-10T23:60:00Z",
+            "2016-12-31T23:59:60Z",
+            "2025-01-10t10:00:00Z",
+            "2025-01-10T10:00:00z",
+            "2025-01-10 10:00:00Z",
+            "2025-01-10T10:00:00+00:00",
+            "2025-01-10T10:00:0aZ",
+            "+025-01-10T10:00:00Z",
+        ] {
+            same_as_chrono(text);
+        }
+        // Every day of four years around a century leap rule, at a few times.
+        for days in 10_900..12_400 {
+            let date = date_text(days);
+            for time in ["00:00:00", "13:07:59", "23:59:59"] {
+                same_as_chrono(&format!("{date}T{time}Z"));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_timestamp_shape_is_read_as_chrono_reads_it(
+            y in 0u32..10_000, mo in 0u32..14, d in 0u32..33,
+            h in 0u32..26, mi in 0u32..62, s in 0u32..62,
+        ) {
+            same_as_chrono(&format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"));
+        }
     }
 
     #[test]

@@ -87,11 +87,7 @@ impl<'a> Written<'a> {
     /// rounded as serde's (`float_roundtrip`) is, so the two give the same bits. Out
     /// of range is `None` (serde's error), not an infinity.
     pub fn double(&mut self) -> Option<f64> {
-        let v: f64 = std::str::from_utf8(self.number(false)?)
-            .ok()?
-            .parse()
-            .ok()?;
-        v.is_finite().then_some(v)
+        finite_f64(self.number(false)?)
     }
 
     /// The end of the record: its last `}`, and nothing after it.
@@ -126,6 +122,51 @@ pub(crate) fn decimal_i64(b: &[u8]) -> Option<i64> {
         };
     }
     Some(v)
+}
+
+/// A JSON number token's value as `str::parse::<f64>` reads it (correctly rounded),
+/// if finite. A short decimal (`-12.3456`: at most 15 digits, no exponent, the
+/// common case) is read directly: its digits as an integer, exactly a double below
+/// 2^53, divided by an exact power of ten, one correctly rounded operation, so the
+/// same bits as the full parser (Clinger's fast path, which the full parser also
+/// takes). Anything else goes to `str::parse`.
+pub(crate) fn finite_f64(tok: &[u8]) -> Option<f64> {
+    if let Some(v) = short_decimal(tok) {
+        return Some(v);
+    }
+    let v: f64 = std::str::from_utf8(tok).ok()?.parse().ok()?;
+    v.is_finite().then_some(v)
+}
+
+fn short_decimal(tok: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, body) = match tok {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, tok),
+    };
+    if body.is_empty() || body.len() > 16 {
+        return None;
+    }
+    let (mut m, mut digits, mut fraction) = (0u64, 0usize, None::<usize>);
+    for (i, &c) in body.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u64::from(c - b'0');
+                digits += 1;
+            }
+            b'.' if fraction.is_none() && i > 0 => fraction = Some(i + 1),
+            _ => return None,
+        }
+    }
+    // At most 15 digits: m < 10^15 < 2^53, exact as a double.
+    let scale = fraction.map_or(0, |f| body.len() - f);
+    if digits == 0 || digits > 15 || fraction == Some(body.len()) {
+        return None;
+    }
+    let v = m as f64 / POW10[scale];
+    Some(if negative { -v } else { v })
 }
 
 /// The index of the first `"`, `\\` or control character in `b` from `i` on (where a
@@ -191,6 +232,73 @@ pub fn number_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn same_double(tok: &str) {
+        let std = tok.parse::<f64>().ok().filter(|v| v.is_finite());
+        let ours = finite_f64(tok.as_bytes());
+        assert_eq!(ours.map(f64::to_bits), std.map(f64::to_bits), "{tok}");
+    }
+
+    #[test]
+    fn doubles_are_read_as_str_parse_reads_them() {
+        for tok in [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "0.9561",
+            "5.6521",
+            "-12.25",
+            "1",
+            "00.5",
+            "1.",
+            ".5",
+            "-",
+            "",
+            "1e3",
+            "1.5E-3",
+            "-2e308",
+            "1e309",
+            "123456789012345",
+            "1234567890123456",
+            "0.000000000000001",
+            "0.1234567890123456",
+            "999999999999999.9",
+            "9007199254740993",
+            "1.7976931348623157e308",
+            "1..2",
+            "1.2.3",
+            "-.5",
+            "--1",
+            "+1",
+            "0x10",
+            "inf",
+            "NaN",
+        ] {
+            same_double(tok);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn short_decimals_are_read_as_str_parse_reads_them(
+            negative in any::<bool>(), int in 0u64..10_000_000_000, frac in 0u64..1_000_000_000,
+            frac_digits in 0usize..10,
+        ) {
+            let sign = if negative { "-" } else { "" };
+            let tok = if frac_digits == 0 {
+                format!("{sign}{int}")
+            } else {
+                format!("{sign}{int}.{:0width$}", frac % 10u64.pow(frac_digits as u32), width = frac_digits)
+            };
+            same_double(&tok);
+        }
+
+        #[test]
+        fn any_number_text_is_read_as_str_parse_reads_it(tok in "-?[0-9]{0,17}(\\.[0-9]{0,17})?") {
+            same_double(&tok);
+        }
+    }
 
     #[test]
     fn line_numbers_are_read_as_str_parse_reads_them() {
