@@ -10,7 +10,7 @@ use schemas::event::{parse_event, validate_event};
 use schemas::master::apply_master_rules;
 use schemas::speed::{
     DailyMessage, LateMessage, Lineage, LineageBuilder, SilverMessage, UsageTotals, WINDOW_MICROS,
-    WindowMessage, window_starts,
+    window_starts, write_window_avro,
 };
 use schemas::{BronzeEvent, MasterTables, Outcome, Reason, SeenKeys, Source};
 // The per-event maps (names, days, windows, the batch's dedup ids) hash with foldhash:
@@ -228,8 +228,29 @@ pub struct Processor<'a, L: Log> {
     dedup: HashMap<String, Seen>,
     master_rows: HashMap<Vec<u8>, Bytes>,
     pending: usize,
+    /// Events read since the metrics were last published (counted into `local`
+    /// then, rather than looked up by topic name per event).
+    events_in: u64,
     local: crate::metrics::Snapshot,
     records: RecordWriter,
+}
+
+/// The windows that the watermark `wm` has made final (all of them when `flush`),
+/// taken out of `windows` whole: those that start before the first one still open.
+fn split_closed<V>(
+    windows: &mut BTreeMap<WindowKey, V>,
+    wm: i64,
+    flush: bool,
+) -> BTreeMap<WindowKey, V> {
+    match windows.first_key_value() {
+        Some(_) if flush => std::mem::take(windows),
+        // The first window closes, so `wm - WINDOW_MICROS` cannot overflow.
+        Some((&(start, _, _), _)) if start + WINDOW_MICROS <= wm => {
+            let open = windows.split_off(&(wm - WINDOW_MICROS + 1, 0, 0));
+            std::mem::replace(windows, open)
+        }
+        _ => BTreeMap::new(),
+    }
 }
 
 /// Dedup of one event: its id's entry among this batch's changes (`overlay`), else
@@ -437,6 +458,7 @@ impl<'a, L: Log> Processor<'a, L> {
             dedup: HashMap::new(),
             master_rows: HashMap::new(),
             pending: 0,
+            events_in: 0,
             local: Default::default(),
             records: RecordWriter::new(),
         };
@@ -696,7 +718,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let lateness = self.cfg.lateness_micros;
         let p = self.parts[i].p;
         let topic = Source::UsageEvents.raw_topic();
-        self.local.count_in(topic);
+        self.events_in += 1;
         let outcome = match parsed {
             Err(reason) => Outcome::Quarantined { reason },
             Ok(event) => {
@@ -796,15 +818,13 @@ impl<'a, L: Log> Processor<'a, L> {
     fn on_watermark(&mut self, i: usize, flush: bool) -> Result<()> {
         let wm = self.parts[i].watermark(self.cfg.lateness_micros);
         let p = self.parts[i].p;
-        let mut closed = Vec::new();
         let part = &mut self.parts[i];
-        while let Some((&(start, _, _), _)) = part.windows.first_key_value() {
-            if !flush && start + WINDOW_MICROS > wm {
-                break;
-            }
-            let Some((key, window)) = part.windows.pop_first() else {
-                break;
-            };
+        let closed_map = split_closed(&mut part.windows, wm, flush);
+        if closed_map.is_empty() {
+            return Ok(());
+        }
+        let mut closed = Vec::with_capacity(closed_map.len());
+        for (key, window) in closed_map {
             part.dirty_windows.remove(&key);
             if window.stored {
                 part.closed_windows.push(key);
@@ -820,17 +840,13 @@ impl<'a, L: Log> Processor<'a, L> {
                 .then_with(|| bytewise_cmp(name(*v1), name(*v2)))
         });
         for ((start, org, service), totals) in closed {
-            let org = self.names.name(org).to_owned();
-            let msg = WindowMessage {
-                org_id: org.clone(),
-                service: self.names.name(service).to_owned(),
-                window_start: start,
-                window_end: start + WINDOW_MICROS,
-                totals,
-            };
-            let r =
-                self.records
-                    .written(&org, |b| msg.write_avro(b), (start + WINDOW_MICROS) / 1000);
+            let (org, service) = (self.names.name(org), self.names.name(service));
+            let span = (start, start + WINDOW_MICROS);
+            let r = self.records.written(
+                org,
+                |b| write_window_avro(b, org, service, span, &totals),
+                span.1 / 1000,
+            );
             self.out(WINDOWS_TOPIC, p, r);
         }
         Ok(())
@@ -1002,6 +1018,10 @@ impl<'a, L: Log> Processor<'a, L> {
                 wms.insert(part.p, (t - self.cfg.lateness_micros) as f64 / 1e6);
             }
         }
+        if self.events_in > 0 {
+            *self.local.records_in.entry(topic.to_owned()).or_default() += self.events_in;
+            self.events_in = 0;
+        }
         let local = std::mem::take(&mut self.local);
         let state_bytes = self.state.size_bytes();
         let instance = self.cfg.instance;
@@ -1101,5 +1121,38 @@ impl<'a, L: Log> Processor<'a, L> {
             }
             self.wait_for_input(Duration::from_millis(50))?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_final_once_the_watermark_reaches_its_end() {
+        let h = WINDOW_MICROS / 2;
+        let mut windows: BTreeMap<WindowKey, u8> = [
+            ((0, 9, 9), 0),
+            ((h, 0, 0), 1),
+            ((h, 5, 1), 2),
+            ((2 * h, 0, 0), 3),
+            ((3 * h, 7, 7), 4),
+        ]
+        .into();
+        // Nothing ends at or before the watermark: nothing closes.
+        assert!(split_closed(&mut windows, WINDOW_MICROS - 1, false).is_empty());
+        assert_eq!(windows.len(), 5);
+        // The watermark at the end of the 30-minute window: it and those before close,
+        // whatever their org and service.
+        let closed = split_closed(&mut windows, h + WINDOW_MICROS, false);
+        assert_eq!(closed.into_values().collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(windows.values().copied().collect::<Vec<_>>(), [3, 4]);
+        // The end of input closes the rest; an empty set and the lowest watermark close
+        // nothing.
+        assert_eq!(split_closed(&mut windows, i64::MIN, true).len(), 2);
+        assert!(windows.is_empty());
+        assert!(split_closed(&mut windows, i64::MIN, false).is_empty());
+        windows.insert((i64::MIN / 2, 0, 0), 5);
+        assert!(split_closed(&mut windows, i64::MIN, false).is_empty());
     }
 }

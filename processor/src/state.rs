@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
@@ -40,6 +40,9 @@ pub struct State {
     path: PathBuf,
     /// Dedup entries with an event time below this may be dropped by compaction.
     expire_before: Arc<AtomicI64>,
+    /// The size of the last committed batch: the next one reserves it up front,
+    /// rather than growing its buffer by copies as its entries are added.
+    last_batch_bytes: AtomicUsize,
 }
 
 fn db_err(path: &Path, what: &str, e: rocksdb::Error) -> Error {
@@ -248,6 +251,7 @@ impl State {
             db,
             path: path.to_owned(),
             expire_before,
+            last_batch_bytes: AtomicUsize::new(0),
         })
     }
 
@@ -320,7 +324,10 @@ impl State {
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             state: self,
-            wb: WriteBatch::default(),
+            // A little over the last one: batches of a steady stream are alike.
+            wb: WriteBatch::with_capacity_bytes(
+                self.last_batch_bytes.load(Ordering::Relaxed) / 8 * 9,
+            ),
         }
     }
 
@@ -384,6 +391,9 @@ impl Batch<'_> {
     pub fn commit(self) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
+        self.state
+            .last_batch_bytes
+            .store(self.wb.size_in_bytes(), Ordering::Relaxed);
         self.state
             .db
             .write_opt(self.wb, &opts)

@@ -59,8 +59,17 @@ pub fn run_threads<L: Log>(
             &state_dir(state_root, sub.instance, sub.instances),
             threads as usize,
         )?;
+        let started = std::time::Instant::now();
         let mut p = Processor::open(log, state, sub.clone(), metrics.clone())?;
-        p.run_until(stop)
+        let report = p.run_until(stop)?;
+        tracing::info!(
+            instance = sub.instance,
+            instances = sub.instances,
+            records = report.records_in,
+            seconds = started.elapsed().as_secs_f64(),
+            "processing thread done"
+        );
+        Ok(report)
     };
     if subs.len() == 1 {
         return run_one(&subs[0]);

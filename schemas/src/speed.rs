@@ -425,26 +425,42 @@ pub const WINDOW_AVRO_SCHEMA: &str = concat!(
 
 const WINDOW_AVRO_HEADER: [u8; 10] = crate::avro::header(WINDOW_AVRO_SCHEMA);
 
+/// [`WindowMessage::write_avro`] of a window's borrowed parts (no message built).
+pub fn write_window_avro(
+    out: &mut Vec<u8>,
+    org_id: &str,
+    service: &str,
+    (window_start, window_end): (i64, i64),
+    t: &UsageTotals,
+) {
+    out.extend_from_slice(&WINDOW_AVRO_HEADER);
+    crate::avro::AvroWriter::new(out)
+        .string(org_id)
+        .string(service)
+        .long(window_start)
+        .long(window_end)
+        .long(t.events)
+        .double(t.requests)
+        .double(t.cpu_hours)
+        .double(t.storage_gb_hours)
+        .double(t.cost_usd)
+        .long(t.negative_cost_events)
+        .long(t.genai_tokens)
+        .double(t.carbon_kg);
+}
+
 impl WindowMessage {
     /// The record as the processor writes it: Avro single-object encoding of
     /// [`WINDOW_AVRO_SCHEMA`] (`schemas/avro/usage_window.avsc`), the totals beside
     /// the other fields as in the JSON form.
     pub fn write_avro(&self, out: &mut Vec<u8>) {
-        let t = &self.totals;
-        out.extend_from_slice(&WINDOW_AVRO_HEADER);
-        crate::avro::AvroWriter::new(out)
-            .string(&self.org_id)
-            .string(&self.service)
-            .long(self.window_start)
-            .long(self.window_end)
-            .long(t.events)
-            .double(t.requests)
-            .double(t.cpu_hours)
-            .double(t.storage_gb_hours)
-            .double(t.cost_usd)
-            .long(t.negative_cost_events)
-            .long(t.genai_tokens)
-            .double(t.carbon_kg);
+        write_window_avro(
+            out,
+            &self.org_id,
+            &self.service,
+            (self.window_start, self.window_end),
+            &self.totals,
+        );
     }
 
     /// A record as [`write_avro`](Self::write_avro) writes it, or in the JSON
