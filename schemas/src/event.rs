@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::domain::{self, unit_of_metric};
 use crate::time::{micros_to_date, parse_timestamp_micros};
+use crate::written::{decimal_i64, finite_f64};
 use crate::{MasterData, Outcome, Reason, SeenKeys};
 
 /// A usage event that passed the typing rules (`parse_error` .. `bad_cost`): the grain
@@ -272,7 +273,7 @@ impl Json<'_> {
     /// Booleans, `"NaN"`, `"inf"` and everything else are not numbers.
     fn finite_number(&self) -> Option<f64> {
         let x = match self {
-            Json::Str(s) => s.trim().parse::<f64>().ok()?,
+            Json::Str(s) => return finite_f64(s.trim().as_bytes()),
             other => other.as_f64()?,
         };
         x.is_finite().then_some(x)
@@ -282,7 +283,7 @@ impl Json<'_> {
         match self {
             Json::Int(i) => Some(*i),
             Json::Float(f) if f.fract() == 0.0 && f.abs() < 9e15 => Some(*f as i64),
-            Json::Str(s) => s.trim().parse::<i64>().ok(),
+            Json::Str(s) => decimal_i64(s.trim().as_bytes()),
             _ => None,
         }
     }
@@ -347,8 +348,8 @@ struct RawEvent<'a> {
 /// read another way) is `None`, and serde reads the line (or refuses it): this gives
 /// what serde gives or nothing (a test compares the two).
 mod simple {
-    use super::{Json, RawEvent};
-    use crate::written::{decimal_i64, finite_f64, number_end, plain_text_end};
+    use super::{Json, RawEvent, decimal_i64, finite_f64};
+    use crate::written::{number_end, plain_text_end};
     use std::borrow::Cow;
 
     pub(super) fn raw_event(text: &str) -> Option<RawEvent<'_>> {
