@@ -2,6 +2,7 @@
 //! the watermark; one atomic commit per batch.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -215,7 +216,8 @@ const OUTPUT_TOPICS: [&str; 5] = [
 
 pub struct Processor<'a, L: Log> {
     log: &'a L,
-    state: State,
+    /// Shared with the commit thread of [`run_until`](Self::run_until).
+    state: Arc<State>,
     cfg: ProcessorConfig,
     metrics: Metrics,
     master: MasterTables,
@@ -227,12 +229,103 @@ pub struct Processor<'a, L: Log> {
     outputs: Vec<(&'static str, u32, Vec<Record>)>,
     dedup: HashMap<String, Seen>,
     master_rows: HashMap<Vec<u8>, Bytes>,
+    /// The last commit's changes, which the commit thread may still be writing.
+    in_flight: InFlight,
     pending: usize,
     /// Events read since the metrics were last published (counted into `local`
     /// then, rather than looked up by topic name per event).
     events_in: u64,
     local: crate::metrics::Snapshot,
     records: RecordWriter,
+}
+
+/// The state changes of the last commit, kept until the next one is prepared: while
+/// the commit thread writes them, the state in RocksDB may or may not show them yet,
+/// so the next batch reads them here first (they are what RocksDB holds once the
+/// commit is done, so reading them after that is right too).
+#[derive(Default)]
+struct InFlight {
+    dedup: HashMap<String, Seen>,
+    /// Daily totals by partition, indexed as `Processor::parts`.
+    days: Vec<HashMap<DayKey, UsageTotals>>,
+    master_rows: HashMap<Vec<u8>, Bytes>,
+}
+
+/// The half of a commit that waits on the disk, done on the commit thread while the
+/// next batch is processed: the outputs (already appended) are fsynced, their end
+/// offsets added to the state changes, and those written in one synced RocksDB write.
+struct CommitJob {
+    changes: rocksdb::WriteBatch,
+    /// The lowest watermark of the batch's partitions (dedup expiry follows it).
+    min_wm: i64,
+    started: Instant,
+}
+
+impl CommitJob {
+    /// Returns the seconds the whole commit took, from its preparation on.
+    fn finish<L: Log>(self, log: &L, state: &State, cfg: &ProcessorConfig) -> Result<f64> {
+        log.flush()?;
+        let ends = output_ends(log, cfg)?;
+        let mut b = state.batch_with(self.changes);
+        for (topic, p, end) in &ends {
+            b.put_u64(&out_key(topic, *p), *end)?;
+        }
+        b.commit()?;
+        if self.min_wm > i64::MIN {
+            state.expire_dedup_before(self.min_wm.saturating_sub(cfg.dedup_horizon_micros));
+        }
+        publish_committed(log, state, cfg, &ends)?;
+        Ok(self.started.elapsed().as_secs_f64())
+    }
+}
+
+/// The end offset of every output partition the instance `cfg` writes (one request).
+fn output_ends<L: Log>(log: &L, cfg: &ProcessorConfig) -> Result<Vec<(&'static str, u32, u64)>> {
+    let mut owned = Vec::new();
+    for topic in OUTPUT_TOPICS {
+        let parts = log.partitions(topic)?.unwrap_or(0);
+        owned.extend(
+            (0..parts)
+                .filter(|p| cfg.owns_output(topic, *p))
+                .map(|p| (topic, p)),
+        );
+    }
+    let ends = log.end_offsets(&owned)?;
+    Ok(owned
+        .into_iter()
+        .zip(ends)
+        .map(|((t, p), e)| (t, p, e))
+        .collect())
+}
+
+/// Publishes, as the consumer [`COMMITTED_OUTPUTS`], the committed output positions
+/// (`ends`) and the input positions they account for.
+fn publish_committed<L: Log>(
+    log: &L,
+    state: &State,
+    cfg: &ProcessorConfig,
+    ends: &[(&'static str, u32, u64)],
+) -> Result<()> {
+    let mut offsets: Vec<(&str, u32, u64)> = ends.to_vec();
+    // The input positions those outputs account for, in the same file: a reader
+    // (the compactor) sees one consistent snapshot of what was consumed and what it
+    // produced.
+    for source in Source::ALL {
+        let topic = source.raw_topic();
+        let owned: Vec<u32> = if source == Source::UsageEvents {
+            (0..cfg.event_partitions).filter(|p| cfg.owns(*p)).collect()
+        } else if cfg.owns_master() {
+            vec![0]
+        } else {
+            Vec::new()
+        };
+        for p in owned {
+            let pos = state.get_u64(&in_key(topic, p))?.unwrap_or(0);
+            offsets.push((topic, p, pos));
+        }
+    }
+    log.commit(COMMITTED_OUTPUTS, &offsets)?;
+    Ok(())
 }
 
 /// The windows that the watermark `wm` has made final (all of them when `flush`),
@@ -282,6 +375,8 @@ impl SeenKeys for DedupView<'_> {
 struct MasterSeen<'s> {
     state: &'s State,
     overlay: &'s mut HashMap<Vec<u8>, Bytes>,
+    /// The last commit's rows (see [`InFlight`]).
+    in_flight: &'s HashMap<Vec<u8>, Bytes>,
     source: Source,
     row: Bytes,
     error: Option<Error>,
@@ -294,7 +389,7 @@ fn master_key(source: Source, natural_key: &str) -> Vec<u8> {
 impl SeenKeys for MasterSeen<'_> {
     fn insert(&mut self, key: &str) -> bool {
         let k = master_key(self.source, key);
-        if self.overlay.contains_key(&k) {
+        if self.overlay.contains_key(&k) || self.in_flight.contains_key(&k) {
             return false;
         }
         match self.state.get(CF_MASTER, &k) {
@@ -447,7 +542,7 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         let mut me = Processor {
             log,
-            state,
+            state: Arc::new(state),
             cfg,
             metrics,
             master: MasterTables::default(),
@@ -457,6 +552,7 @@ impl<'a, L: Log> Processor<'a, L> {
             outputs: Vec::new(),
             dedup: HashMap::new(),
             master_rows: HashMap::new(),
+            in_flight: InFlight::default(),
             pending: 0,
             events_in: 0,
             local: Default::default(),
@@ -523,7 +619,7 @@ impl<'a, L: Log> Processor<'a, L> {
     /// Outputs beyond the committed positions were appended by a run that crashed
     /// before its commit: the restart recomputes them, so they go.
     fn discard_uncommitted_outputs(&mut self) -> Result<()> {
-        for (topic, p, end) in self.output_ends()? {
+        for (topic, p, end) in output_ends(self.log, &self.cfg)? {
             let committed = self.state.get_u64(&out_key(topic, p))?.unwrap_or(0);
             if end > committed {
                 tracing::warn!(
@@ -541,56 +637,8 @@ impl<'a, L: Log> Processor<'a, L> {
                 )));
             }
         }
-        let ends = self.output_ends()?;
-        self.publish_committed(&ends)?;
-        Ok(())
-    }
-
-    /// The end offset of every output partition this instance writes (one request).
-    fn output_ends(&self) -> Result<Vec<(&'static str, u32, u64)>> {
-        let mut owned = Vec::new();
-        for topic in OUTPUT_TOPICS {
-            let parts = self.log.partitions(topic)?.unwrap_or(0);
-            owned.extend(
-                (0..parts)
-                    .filter(|p| self.cfg.owns_output(topic, *p))
-                    .map(|p| (topic, p)),
-            );
-        }
-        let ends = self.log.end_offsets(&owned)?;
-        Ok(owned
-            .into_iter()
-            .zip(ends)
-            .map(|((t, p), e)| (t, p, e))
-            .collect())
-    }
-
-    /// Publishes, as the consumer [`COMMITTED_OUTPUTS`], the committed output
-    /// positions (`ends`) and the input positions they account for.
-    fn publish_committed(&self, ends: &[(&'static str, u32, u64)]) -> Result<()> {
-        let mut offsets: Vec<(&str, u32, u64)> = ends.to_vec();
-        // The input positions those outputs account for, in the same file: a reader
-        // (the compactor) sees one consistent snapshot of what was consumed and what it
-        // produced.
-        let mut inputs = Vec::new();
-        for source in Source::ALL {
-            let topic = source.raw_topic();
-            let owned: Vec<u32> = if source == Source::UsageEvents {
-                (0..self.cfg.event_partitions)
-                    .filter(|p| self.cfg.owns(*p))
-                    .collect()
-            } else if self.cfg.owns_master() {
-                vec![0]
-            } else {
-                Vec::new()
-            };
-            for p in owned {
-                let pos = self.state.get_u64(&in_key(topic, p))?.unwrap_or(0);
-                inputs.push((topic, p, pos));
-            }
-        }
-        offsets.extend(inputs.iter().map(|(t, p, o)| (*t, *p, *o)));
-        self.log.commit(COMMITTED_OUTPUTS, &offsets)?;
+        let ends = output_ends(self.log, &self.cfg)?;
+        publish_committed(self.log, &self.state, &self.cfg, &ends)?;
         Ok(())
     }
 
@@ -666,6 +714,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let mut seen = MasterSeen {
             state: &self.state,
             overlay: &mut self.master_rows,
+            in_flight: &self.in_flight.master_rows,
             source,
             row: rec.record.value.clone(),
             error: None,
@@ -690,22 +739,33 @@ impl<'a, L: Log> Processor<'a, L> {
         Ok(())
     }
 
-    /// Each parsed event's entry in the committed dedup table, looked up for the
-    /// whole poll in one batch (`None` for lines that did not parse).
+    /// Each parsed event's entry in the committed dedup table (`None` for lines that
+    /// did not parse): the last commit's, else the state's, looked up for the whole
+    /// poll in one batch.
     fn committed_seen(&self, parsed: &[Result<BronzeEvent, Reason>]) -> Result<Vec<Option<Seen>>> {
-        let keys: Vec<&[u8]> = parsed
-            .iter()
-            .filter_map(|e| e.as_ref().ok())
-            .map(|e| e.event_id.as_bytes())
-            .collect();
-        let mut found = self.state.multi_get(CF_DEDUP, &keys)?.into_iter();
-        Ok(parsed
-            .iter()
-            .map(|e| match e {
-                Ok(_) => found.next().flatten().and_then(|v| Seen::decode(&v)),
+        let mut seen = Vec::with_capacity(parsed.len());
+        let (mut keys, mut slots) = (Vec::new(), Vec::new());
+        for (j, e) in parsed.iter().enumerate() {
+            let last = match e {
+                Ok(e) => match self.in_flight.dedup.get(&e.event_id) {
+                    None => {
+                        keys.push(e.event_id.as_bytes());
+                        slots.push(j);
+                        None
+                    }
+                    last => last.copied(),
+                },
                 Err(_) => None,
-            })
-            .collect())
+            };
+            seen.push(last);
+        }
+        for (j, v) in slots
+            .into_iter()
+            .zip(self.state.multi_get(CF_DEDUP, &keys)?)
+        {
+            seen[j] = v.and_then(|v| Seen::decode(&v));
+        }
+        Ok(seen)
     }
 
     fn on_event(
@@ -757,12 +817,17 @@ impl<'a, L: Log> Processor<'a, L> {
         let (org_id, service_id) = (self.names.id(&event.org_id), self.names.id(&event.service));
         let day: DayKey = (event.usage_date, org_id, service_id);
         if !self.parts[i].days.contains_key(&day) {
-            let k = group_key(p, i64::from(day.0), &event.org_id, &event.service);
-            let t = self
-                .state
-                .get(CF_DAILY, &k)?
-                .and_then(|v| decode_totals(&v))
-                .unwrap_or_default();
+            let last = self.in_flight.days.get(i).and_then(|d| d.get(&day));
+            let t = match last {
+                Some(t) => *t,
+                None => {
+                    let k = group_key(p, i64::from(day.0), &event.org_id, &event.service);
+                    self.state
+                        .get(CF_DAILY, &k)?
+                        .and_then(|v| decode_totals(&v))
+                        .unwrap_or_default()
+                }
+            };
             self.parts[i].days.insert(day, t);
         }
         if let Some(t) = self.parts[i].days.get_mut(&day) {
@@ -888,11 +953,28 @@ impl<'a, L: Log> Processor<'a, L> {
     /// fsynced, then one synced RocksDB write of state, input offsets and output
     /// positions.
     pub fn commit(&mut self) -> Result<()> {
+        let job = self.prepare_commit()?;
+        let seconds = job.finish(self.log, &self.state, &self.cfg)?;
+        self.committed(seconds)
+    }
+
+    /// The first half of a commit, on the processing thread: the batch's outputs
+    /// appended (not yet fsynced) and its state changes gathered, to be finished by
+    /// [`CommitJob::finish`]. The previous commit must be finished: the output end
+    /// offsets this one records must not count records of the next.
+    fn prepare_commit(&mut self) -> Result<CommitJob> {
         let started = Instant::now();
         let mut daily_out = Vec::new();
         let mut batch_state: Vec<StateChange> = Vec::new();
-        for part in &mut self.parts {
-            for (key, totals) in part.days.drain() {
+        self.in_flight
+            .days
+            .resize_with(self.parts.len(), HashMap::new);
+        for (part, in_flight) in self.parts.iter_mut().zip(&mut self.in_flight.days) {
+            // The batch's days become the ones in flight; the map of the last ones,
+            // emptied, takes the next batch's.
+            std::mem::swap(&mut part.days, in_flight);
+            part.days.clear();
+            for (&key, &totals) in in_flight.iter() {
                 let (date, org, service) = key;
                 let (org, service) = (
                     self.names.name(org).to_owned(),
@@ -954,7 +1036,6 @@ impl<'a, L: Log> Processor<'a, L> {
                 records.clear();
             }
         }
-        self.log.flush()?;
         let mut b = self.state.batch();
         // In key order (see the dedup ids below): each column family's keys then
         // come in order. Stable, so that of two changes of one key the later wins.
@@ -967,13 +1048,18 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         // In key order: RocksDB's memtable (a skip list) inserts a key next to the
         // one before it more cheaply than at a random place, and event ids are random.
-        let seen: Vec<_> = self.dedup.drain().collect();
+        let in_flight = &mut self.in_flight;
+        std::mem::swap(&mut self.dedup, &mut in_flight.dedup);
+        self.dedup.clear();
+        let seen: Vec<_> = in_flight.dedup.iter().collect();
         for i in bytewise_order(seen.iter().map(|(id, _)| id.as_bytes())) {
-            let (id, seen) = &seen[i as usize];
+            let (id, seen) = seen[i as usize];
             b.put(CF_DEDUP, id.as_bytes(), &seen.encode())?;
         }
-        for (k, row) in self.master_rows.drain() {
-            b.put(CF_MASTER, &k, &row)?;
+        std::mem::swap(&mut self.master_rows, &mut in_flight.master_rows);
+        self.master_rows.clear();
+        for (k, row) in &in_flight.master_rows {
+            b.put(CF_MASTER, k, row)?;
         }
         for (source, reader) in &self.master_readers {
             b.put_u64(&in_key(source.raw_topic(), 0), reader.position())?;
@@ -987,23 +1073,20 @@ impl<'a, L: Log> Processor<'a, L> {
             }
             min_wm = min_wm.min(part.watermark(self.cfg.lateness_micros));
         }
-        let ends = self.output_ends()?;
-        for (topic, p, end) in &ends {
-            b.put_u64(&out_key(topic, *p), *end)?;
-        }
-        b.commit()?;
-        if min_wm > i64::MIN {
-            self.state
-                .expire_dedup_before(min_wm.saturating_sub(self.cfg.dedup_horizon_micros));
-        }
-        self.publish_committed(&ends)?;
-        let secs = started.elapsed().as_secs_f64();
         self.pending = 0;
+        Ok(CommitJob {
+            changes: b.into_changes(),
+            min_wm,
+            started,
+        })
+    }
+
+    /// Counts a finished commit.
+    fn committed(&mut self, seconds: f64) -> Result<()> {
         self.local.commits += 1;
-        self.local.commit_seconds_sum += secs;
-        self.local.commit_seconds_last = secs;
-        self.publish_metrics()?;
-        Ok(())
+        self.local.commit_seconds_sum += seconds;
+        self.local.commit_seconds_last = seconds;
+        self.publish_metrics()
     }
 
     fn publish_metrics(&mut self) -> Result<()> {
@@ -1087,13 +1170,51 @@ impl<'a, L: Log> Processor<'a, L> {
 
     /// As [`run`](Self::run), and returns (after committing what it processed) once
     /// `stop` is set: how an embedding program or a test ends a follower.
+    ///
+    /// Commits are pipelined: each one's fsyncs and RocksDB write run on a commit
+    /// thread while the next batch is read and processed, and a commit waits for the
+    /// one before it only when it has its own outputs to append. One commit at most
+    /// is in flight, and its effects land in the same order as without the thread, so
+    /// a crash at any point leaves what a crash of the one-thread loop would.
     pub fn run_until(&mut self, stop: &std::sync::atomic::AtomicBool) -> Result<RunReport> {
+        let (log, state, cfg) = (self.log, self.state.clone(), self.cfg.clone());
+        std::thread::scope(|s| {
+            let (jobs, job_rx) = mpsc::channel::<CommitJob>();
+            let (done_tx, done) = mpsc::channel::<Result<f64>>();
+            let name = format!("commit-{}-of-{}", cfg.instance, cfg.instances);
+            std::thread::Builder::new()
+                .name(name)
+                .spawn_scoped(s, move || {
+                    for job in job_rx {
+                        if done_tx.send(job.finish(log, &state, &cfg)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::Config(format!("cannot start a commit thread: {e}")))?;
+            let mut committer = Committer {
+                jobs,
+                done,
+                in_flight: false,
+            };
+            let run = self.run_loop(stop, &mut committer);
+            // Whatever happened, the commit in flight ends before this returns.
+            let last = self.settle(&mut committer);
+            run.and_then(|report| last.map(|()| report))
+        })
+    }
+
+    fn run_loop(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+        committer: &mut Committer,
+    ) -> Result<RunReport> {
         let mut report = RunReport::default();
         let mut last_commit = Instant::now();
         loop {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if self.pending > 0 || self.has_outputs() {
-                    self.commit()?;
+                    self.commit_on(committer)?;
                     report.commits += 1;
                 }
                 return Ok(report);
@@ -1106,7 +1227,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 continue;
             }
             if self.pending > 0 || self.has_outputs() {
-                self.commit()?;
+                self.commit_on(committer)?;
                 report.commits += 1;
                 last_commit = Instant::now();
             }
@@ -1115,13 +1236,49 @@ impl<'a, L: Log> Processor<'a, L> {
             }
             if self.cfg.until_idle {
                 self.flush_windows()?;
-                self.commit()?;
+                self.commit_on(committer)?;
                 report.commits += 1;
                 return Ok(report);
             }
+            // Idle: the commit in flight is finished first, so that what was read is
+            // committed (and its metrics published) before the wait.
+            self.settle(committer)?;
             self.wait_for_input(Duration::from_millis(50))?;
         }
     }
+
+    /// Prepares a commit and hands its second half to the commit thread, once the
+    /// one before it is finished.
+    fn commit_on(&mut self, committer: &mut Committer) -> Result<()> {
+        self.settle(committer)?;
+        let job = self.prepare_commit()?;
+        committer
+            .jobs
+            .send(job)
+            .map_err(|_| Error::State("the commit thread has stopped".into()))?;
+        committer.in_flight = true;
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and counts it.
+    fn settle(&mut self, committer: &mut Committer) -> Result<()> {
+        if !std::mem::take(&mut committer.in_flight) {
+            return Ok(());
+        }
+        let seconds = committer
+            .done
+            .recv()
+            .map_err(|_| Error::State("the commit thread has stopped".into()))??;
+        self.committed(seconds)
+    }
+}
+
+/// The processing thread's end of the commit thread.
+struct Committer {
+    jobs: mpsc::Sender<CommitJob>,
+    done: mpsc::Receiver<Result<f64>>,
+    /// A job was sent whose result is not received yet.
+    in_flight: bool,
 }
 
 #[cfg(test)]

@@ -331,6 +331,15 @@ impl State {
         }
     }
 
+    /// A batch that goes on from the changes of another (see [`Batch::into_changes`]):
+    /// how a batch prepared on one thread is finished and committed on another.
+    pub fn batch_with(&self, changes: WriteBatch) -> Batch<'_> {
+        Batch {
+            state: self,
+            wb: changes,
+        }
+    }
+
     /// Approximate bytes on disk (SST files) and in memtables.
     pub fn size_bytes(&self) -> u64 {
         let mut total = 0;
@@ -385,6 +394,11 @@ impl Batch<'_> {
 
     pub fn put_i64(&mut self, key: &str, v: i64) -> Result<()> {
         self.put(CF_META, key.as_bytes(), &sortable_i64(v))
+    }
+
+    /// The changes so far, to be handed to another thread ([`State::batch_with`]).
+    pub fn into_changes(self) -> WriteBatch {
+        self.wb
     }
 
     /// Writes the batch atomically and syncs the write-ahead log.

@@ -14,10 +14,10 @@ fn event(id: &str, ts: &str) -> String {
     )
 }
 
-#[test]
-fn late_events_windows_and_the_dedup_horizon() {
-    let dir = tempfile::tempdir().unwrap();
-    let landing = dir.path().join("landing");
+/// The fixture's master data (one org, one resource) and `lines` as one events file,
+/// replayed in file order into a log under `dir`.
+fn fixture(dir: &std::path::Path, lines: &[String]) -> eventlog::EmbeddedLog {
+    let landing = dir.join("landing");
     std::fs::create_dir_all(&landing).unwrap();
     std::fs::write(
         landing.join("customers_orgs.csv"),
@@ -30,6 +30,27 @@ fn late_events_windows_and_the_dedup_horizon() {
         "resource_id,org_id,service,region,created_at,state,tags_json\nres_1,org_a,compute,us-east,2025-01-01,running,\n",
     )
     .unwrap();
+    std::fs::write(landing.join("events.jsonl"), lines.join("\n")).unwrap();
+    let log = open_log(dir);
+    let opts = producer::replay::ReplayOptions {
+        landing,
+        order: producer::replay::Order::File,
+        speedup: None,
+        follow: false,
+        new_run: false,
+        state_dir: dir.join("producer"),
+        event_partitions: 4,
+        batch_records: 100,
+        sort_chunk_entries: 1000,
+        follow_poll: Duration::from_millis(50),
+    };
+    producer::replay::replay(&log, &opts, &AtomicBool::new(false)).unwrap();
+    log
+}
+
+#[test]
+fn late_events_windows_and_the_dedup_horizon() {
+    let dir = tempfile::tempdir().unwrap();
     let lines = [
         event("e1", "2025-07-01T10:05:00Z"),
         event("e2", "2025-07-01T12:00:00Z"), // watermark 11:50: 09:30 and 10:00 windows final
@@ -40,22 +61,7 @@ fn late_events_windows_and_the_dedup_horizon() {
         event("x1", "2025-07-01T13:05:00Z"), // x1 is 122 days older than the watermark: expired, kept
         event("x2", "2025-07-01T13:10:00Z"), // x2 is 61 days older: within 90 days, duplicate
     ];
-    std::fs::write(landing.join("events.jsonl"), lines.join("\n")).unwrap();
-
-    let log = open_log(dir.path());
-    let opts = producer::replay::ReplayOptions {
-        landing: landing.clone(),
-        order: producer::replay::Order::File,
-        speedup: None,
-        follow: false,
-        new_run: false,
-        state_dir: dir.path().join("producer"),
-        event_partitions: 4,
-        batch_records: 100,
-        sort_chunk_entries: 1000,
-        follow_poll: Duration::from_millis(50),
-    };
-    producer::replay::replay(&log, &opts, &AtomicBool::new(false)).unwrap();
+    let log = fixture(dir.path(), &lines);
     process(&log, dir.path(), FromOffset::Committed);
 
     let ids = |topic: &str| -> Vec<String> {
@@ -116,6 +122,67 @@ fn late_events_windows_and_the_dedup_horizon() {
     assert_eq!(d["requests"], 40.0);
     assert_eq!(d["cost_usd"], 6.0);
     assert_eq!(d["org_name"], "Acme");
+}
+
+/// A commit per record: each event is read while the commit of the one before it is
+/// still being written on the commit thread (its fsyncs take milliseconds, reading an
+/// event microseconds), so its dedup entry and its day's totals must come from that
+/// commit's changes, not from RocksDB, which may not show them yet.
+#[test]
+fn each_event_sees_the_commit_before_it_while_that_one_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // Duplicates right after their first (lines 2 and 8) and two commits later (5);
+    // kept events right after kept events of the same day (3-4, 6-7).
+    let ids = ["a", "a", "b", "c", "b", "d", "e", "e"];
+    let lines: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| event(id, &format!("2025-07-01T10:{:02}:00Z", i + 1)))
+        .collect();
+    let log = fixture(dir.path(), &lines);
+    let cfg = processor::ProcessorConfig {
+        poll_records: 1,
+        commit_records: 1,
+        ..processor_config(FromOffset::Committed)
+    };
+    let report = processor::run_threads(
+        &log,
+        &dir.path().join("state"),
+        &cfg,
+        1,
+        &Default::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert!(report.commits >= 8, "a commit per record: {report:?}");
+
+    let silver: Vec<String> = read_topic(&log, processor::SILVER_TOPIC)
+        .into_values()
+        .flatten()
+        .map(|r| {
+            record_json(processor::SILVER_TOPIC, &r)["event"]["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(silver, ["a", "b", "c", "d", "e"]);
+    let dups: Vec<String> = read_topic(&log, processor::QUARANTINE_TOPIC)
+        .into_values()
+        .flatten()
+        .map(|r| format!("{}:{}", header(&r, "reason"), header(&r, "line_no")))
+        .collect();
+    assert_eq!(dups, ["duplicate:2", "duplicate:5", "duplicate:8"]);
+    // The day's upserts, one per commit of a kept event, each adding to the last.
+    let july_1 = schemas::time::date_to_days(schemas::time::parse_date("2025-07-01").unwrap());
+    let events: Vec<i64> = read_topic(&log, processor::DAILY_TOPIC)
+        .into_values()
+        .flatten()
+        .map(|r| record_json(processor::DAILY_TOPIC, &r))
+        .filter(|d| d["usage_date"] == july_1)
+        .map(|d| d["events"].as_i64().unwrap())
+        .collect();
+    assert_eq!(events, [1, 2, 3, 4, 5]);
 }
 
 #[test]
