@@ -345,6 +345,21 @@ impl Log for EmbeddedLog {
         Ok(())
     }
 
+    fn flush_partitions(&self, partitions: &[(&str, u32)]) -> Result<()> {
+        // Only partitions written through this log have unsynced data.
+        let some: Vec<_> = {
+            let writers = lock(&self.writers);
+            partitions
+                .iter()
+                .filter_map(|(t, p)| writers.get(&((*t).to_owned(), *p)).cloned())
+                .collect()
+        };
+        for w in some {
+            lock(&w).sync()?;
+        }
+        Ok(())
+    }
+
     fn truncate(&self, topic: &str, partition: u32, end: u64) -> Result<()> {
         let w = self.writer(topic, partition)?;
         let mut w = lock(&w);
@@ -1038,5 +1053,44 @@ impl PartitionReader for EmbeddedReader {
 
     fn position(&self) -> u64 {
         self.buffered.front().map_or(self.next_offset, |r| r.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{FsyncPolicy, Log, LogConfig, Record};
+
+    fn unsynced(log: &EmbeddedLog, topic: &str, partition: u32) -> bool {
+        let w = lock(&log.writers)
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+            .unwrap();
+        lock(&w).dirty
+    }
+
+    #[test]
+    fn flushing_some_partitions_syncs_those_and_leaves_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            fsync: FsyncPolicy::Never,
+            ..LogConfig::default()
+        };
+        let log = EmbeddedLog::open(dir.path(), config).unwrap();
+        log.ensure_topic("t", 3).unwrap();
+        for p in 0..3 {
+            log.append("t", p, &[Record::new(None::<Vec<u8>>, b"x".to_vec())])
+                .unwrap();
+        }
+        // A partition never written here has nothing to sync; one of an unknown topic
+        // neither.
+        log.flush_partitions(&[("t", 0), ("t", 2), ("other", 7)])
+            .unwrap();
+        assert!(!unsynced(&log, "t", 0));
+        assert!(unsynced(&log, "t", 1), "another writer's partition is left");
+        assert!(!unsynced(&log, "t", 2));
+        log.flush().unwrap();
+        assert!(!unsynced(&log, "t", 1));
     }
 }

@@ -177,6 +177,14 @@ pub trait Log: Send + Sync {
     /// Forces everything appended so far to disk.
     fn flush(&self) -> Result<()>;
 
+    /// Forces what was appended to these partitions to disk: what a writer that owns
+    /// them needs before it records their ends (other writers' partitions are theirs
+    /// to sync). By default, everything, as [`flush`](Self::flush).
+    fn flush_partitions(&self, partitions: &[(&str, u32)]) -> Result<()> {
+        let _ = partitions;
+        self.flush()
+    }
+
     /// Removes the records at offsets `end` and beyond, which must start a batch: how
     /// a writer discards what it appended but never committed. Readers must not have
     /// been given those records (they read up to committed positions).
@@ -353,6 +361,12 @@ impl Log for AnyLog {
         match self {
             AnyLog::Embedded(l) => l.flush(),
             AnyLog::Kafka(l) => l.flush(),
+        }
+    }
+    fn flush_partitions(&self, partitions: &[(&str, u32)]) -> Result<()> {
+        match self {
+            AnyLog::Embedded(l) => l.flush_partitions(partitions),
+            AnyLog::Kafka(l) => l.flush_partitions(partitions),
         }
     }
     fn truncate(&self, topic: &str, partition: u32, end: u64) -> Result<()> {

@@ -264,8 +264,9 @@ struct CommitJob {
 impl CommitJob {
     /// Returns the seconds the whole commit took, from its preparation on.
     fn finish<L: Log>(self, log: &L, state: &State, cfg: &ProcessorConfig) -> Result<f64> {
-        log.flush()?;
-        let ends = output_ends(log, cfg)?;
+        let owned = owned_outputs(log, cfg)?;
+        log.flush_partitions(&owned)?;
+        let ends = ends_of(log, owned)?;
         let mut b = state.batch_with(self.changes);
         for (topic, p, end) in &ends {
             b.put_u64(&out_key(topic, *p), *end)?;
@@ -279,8 +280,8 @@ impl CommitJob {
     }
 }
 
-/// The end offset of every output partition the instance `cfg` writes (one request).
-fn output_ends<L: Log>(log: &L, cfg: &ProcessorConfig) -> Result<Vec<(&'static str, u32, u64)>> {
+/// Every output partition the instance `cfg` writes.
+fn owned_outputs<L: Log>(log: &L, cfg: &ProcessorConfig) -> Result<Vec<(&'static str, u32)>> {
     let mut owned = Vec::new();
     for topic in OUTPUT_TOPICS {
         let parts = log.partitions(topic)?.unwrap_or(0);
@@ -290,6 +291,18 @@ fn output_ends<L: Log>(log: &L, cfg: &ProcessorConfig) -> Result<Vec<(&'static s
                 .map(|p| (topic, p)),
         );
     }
+    Ok(owned)
+}
+
+/// The end offset of every output partition the instance `cfg` writes (one request).
+fn output_ends<L: Log>(log: &L, cfg: &ProcessorConfig) -> Result<Vec<(&'static str, u32, u64)>> {
+    ends_of(log, owned_outputs(log, cfg)?)
+}
+
+fn ends_of<L: Log>(
+    log: &L,
+    owned: Vec<(&'static str, u32)>,
+) -> Result<Vec<(&'static str, u32, u64)>> {
     let ends = log.end_offsets(&owned)?;
     Ok(owned
         .into_iter()
