@@ -227,6 +227,9 @@ pub struct Processor<'a, L: Log> {
     /// The open batch's output records by topic and partition: a handful of entries,
     /// searched in order (cheaper per record than a tree of string keys).
     outputs: Vec<(&'static str, u32, Vec<Record>)>,
+    /// The output partitions this instance writes, found once at open (the topics
+    /// are ensured there), not read from the log's metadata at every commit.
+    output_partitions: Arc<[(&'static str, u32)]>,
     dedup: HashMap<String, Seen>,
     master_rows: HashMap<Vec<u8>, Bytes>,
     /// The last commit's changes, which the commit thread may still be writing.
@@ -256,6 +259,8 @@ struct InFlight {
 /// offsets added to the state changes, and those written in one synced RocksDB write.
 struct CommitJob {
     changes: rocksdb::WriteBatch,
+    /// The output partitions the instance writes (see `Processor::output_partitions`).
+    outputs: Arc<[(&'static str, u32)]>,
     /// The lowest watermark of the batch's partitions (dedup expiry follows it).
     min_wm: i64,
     started: Instant,
@@ -264,9 +269,8 @@ struct CommitJob {
 impl CommitJob {
     /// Returns the seconds the whole commit took, from its preparation on.
     fn finish<L: Log>(self, log: &L, state: &State, cfg: &ProcessorConfig) -> Result<f64> {
-        let owned = owned_outputs(log, cfg)?;
-        log.flush_partitions(&owned)?;
-        let ends = ends_of(log, owned)?;
+        log.flush_partitions(&self.outputs)?;
+        let ends = output_ends(log, &self.outputs)?;
         let mut b = state.batch_with(self.changes);
         for (topic, p, end) in &ends {
             b.put_u64(&out_key(topic, *p), *end)?;
@@ -294,20 +298,16 @@ fn owned_outputs<L: Log>(log: &L, cfg: &ProcessorConfig) -> Result<Vec<(&'static
     Ok(owned)
 }
 
-/// The end offset of every output partition the instance `cfg` writes (one request).
-fn output_ends<L: Log>(log: &L, cfg: &ProcessorConfig) -> Result<Vec<(&'static str, u32, u64)>> {
-    ends_of(log, owned_outputs(log, cfg)?)
-}
-
-fn ends_of<L: Log>(
+/// The end offset of each of the output partitions `owned` (one request).
+fn output_ends<L: Log>(
     log: &L,
-    owned: Vec<(&'static str, u32)>,
+    owned: &[(&'static str, u32)],
 ) -> Result<Vec<(&'static str, u32, u64)>> {
-    let ends = log.end_offsets(&owned)?;
+    let ends = log.end_offsets(owned)?;
     Ok(owned
-        .into_iter()
+        .iter()
         .zip(ends)
-        .map(|((t, p), e)| (t, p, e))
+        .map(|(&(t, p), e)| (t, p, e))
         .collect())
 }
 
@@ -553,6 +553,7 @@ impl<'a, L: Log> Processor<'a, L> {
             let parts = if topic == QUARANTINE_TOPIC { n + 1 } else { n };
             log.ensure_topic(topic, parts)?;
         }
+        let output_partitions = owned_outputs(log, &cfg)?.into();
         let mut me = Processor {
             log,
             state: Arc::new(state),
@@ -563,6 +564,7 @@ impl<'a, L: Log> Processor<'a, L> {
             master_readers: Vec::new(),
             parts: Vec::new(),
             outputs: Vec::new(),
+            output_partitions,
             dedup: HashMap::new(),
             master_rows: HashMap::new(),
             in_flight: InFlight::default(),
@@ -632,7 +634,7 @@ impl<'a, L: Log> Processor<'a, L> {
     /// Outputs beyond the committed positions were appended by a run that crashed
     /// before its commit: the restart recomputes them, so they go.
     fn discard_uncommitted_outputs(&mut self) -> Result<()> {
-        for (topic, p, end) in output_ends(self.log, &self.cfg)? {
+        for (topic, p, end) in output_ends(self.log, &self.output_partitions)? {
             let committed = self.state.get_u64(&out_key(topic, p))?.unwrap_or(0);
             if end > committed {
                 tracing::warn!(
@@ -650,7 +652,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 )));
             }
         }
-        let ends = output_ends(self.log, &self.cfg)?;
+        let ends = output_ends(self.log, &self.output_partitions)?;
         publish_committed(self.log, &self.state, &self.cfg, &ends)?;
         Ok(())
     }
@@ -1089,6 +1091,7 @@ impl<'a, L: Log> Processor<'a, L> {
         self.pending = 0;
         Ok(CommitJob {
             changes: b.into_changes(),
+            outputs: self.output_partitions.clone(),
             min_wm,
             started,
         })
