@@ -100,17 +100,26 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// to the call, so that two threads writing the same file never share one), fsync,
 /// rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, true)
+}
+
+/// Replaces `path` by `bytes` through a rename, so that a reader sees the old file
+/// or the new one, never a part; with `durable`, fsynced before and after the
+/// rename, so that the new file also survives a crash of the machine.
+fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let mut f = File::create(&tmp).io("create", &tmp)?;
     f.write_all(bytes).io("write", &tmp)?;
-    f.sync_all().io("sync", &tmp)?;
-    fs::rename(&tmp, path).io("rename", path)?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
+    if durable {
+        f.sync_all().io("sync", &tmp)?;
     }
-    Ok(())
+    fs::rename(&tmp, path).io("rename", path)?;
+    match path.parent() {
+        Some(parent) if durable => sync_dir(parent),
+        _ => Ok(()),
+    }
 }
 
 impl EmbeddedLog {
@@ -193,6 +202,37 @@ impl EmbeddedLog {
             .root
             .join(CONSUMERS_DIR)
             .join(format!("{consumer}.json")))
+    }
+
+    /// [`Log::commit`] (`durable`) and [`Log::publish`]: the consumer's file, read,
+    /// updated and replaced. A publication replaces an unreadable file (which only a
+    /// crash of the machine between two unsynced publications can leave) instead of
+    /// failing on it: its writers publish everything they own again.
+    fn store_offsets(
+        &self,
+        consumer: &str,
+        offsets: &[(&str, u32, u64)],
+        durable: bool,
+    ) -> Result<()> {
+        let path = self.consumer_file(consumer)?;
+        let _guard = lock(&self.commit_lock);
+        let mut all = match self.read_offsets(&path) {
+            Err(Error::Config(e)) if !durable => {
+                tracing::warn!(error = %e, "replacing unreadable published positions");
+                HashMap::new()
+            }
+            read => read?,
+        };
+        for (topic, partition, offset) in offsets {
+            all.entry((*topic).to_owned())
+                .or_default()
+                .insert(*partition, *offset);
+        }
+        let dir = self.root.join(CONSUMERS_DIR);
+        fs::create_dir_all(&dir).io("create directory", &dir)?;
+        let bytes = serde_json::to_vec(&all)
+            .map_err(|e| Error::Config(format!("cannot encode offsets: {e}")))?;
+        replace_file(&path, &bytes, durable)
     }
 
     fn read_offsets(&self, path: &Path) -> Result<HashMap<String, HashMap<u32, u64>>> {
@@ -322,19 +362,11 @@ impl Log for EmbeddedLog {
     }
 
     fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
-        let path = self.consumer_file(consumer)?;
-        let _guard = lock(&self.commit_lock);
-        let mut all = self.read_offsets(&path)?;
-        for (topic, partition, offset) in offsets {
-            all.entry((*topic).to_owned())
-                .or_default()
-                .insert(*partition, *offset);
-        }
-        let dir = self.root.join(CONSUMERS_DIR);
-        fs::create_dir_all(&dir).io("create directory", &dir)?;
-        let bytes = serde_json::to_vec(&all)
-            .map_err(|e| Error::Config(format!("cannot encode offsets: {e}")))?;
-        write_atomic(&path, &bytes)
+        self.store_offsets(consumer, offsets, true)
+    }
+
+    fn publish(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        self.store_offsets(consumer, offsets, false)
     }
 
     fn flush(&self) -> Result<()> {
@@ -1092,5 +1124,29 @@ mod tests {
         assert!(!unsynced(&log, "t", 2));
         log.flush().unwrap();
         assert!(!unsynced(&log, "t", 1));
+    }
+
+    #[test]
+    fn a_publication_is_read_back_like_a_commit_and_replaces_an_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.commit("c", &[("t", 0, 5)]).unwrap();
+        log.publish("c", &[("t", 1, 7)]).unwrap();
+        assert_eq!(log.committed("c", "t", 0).unwrap(), Some(5), "merged");
+        assert_eq!(log.committed("c", "t", 1).unwrap(), Some(7));
+        // What a crash of the machine between two unsynced publications may leave.
+        let file = log.consumer_file("c").unwrap();
+        std::fs::write(&file, b"").unwrap();
+        assert!(log.committed("c", "t", 1).is_err(), "readers are told");
+        assert!(log.commit("c", &[("t", 0, 6)]).is_err(), "a commit is not");
+        log.publish("c", &[("t", 1, 8)]).unwrap();
+        assert_eq!(log.committed("c", "t", 1).unwrap(), Some(8));
+        assert_eq!(
+            log.committed("c", "t", 0).unwrap(),
+            None,
+            "published again by its writer"
+        );
+        let leftovers = std::fs::read_dir(file.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left");
     }
 }

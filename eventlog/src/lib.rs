@@ -174,6 +174,16 @@ pub trait Log: Send + Sync {
     /// Records, atomically, the next offsets a consumer will read.
     fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()>;
 
+    /// Records positions as [`commit`](Self::commit) does, atomically and for readers
+    /// to see at once, but without waiting for them to reach the disk: for positions
+    /// that repeat what is already durable elsewhere and that their writer publishes
+    /// again when it starts (the processor's committed outputs, which its RocksDB
+    /// commit holds). After a crash of the machine a reader may find an earlier
+    /// publication, never a later one.
+    fn publish(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        self.commit(consumer, offsets)
+    }
+
     /// Forces everything appended so far to disk.
     fn flush(&self) -> Result<()>;
 
@@ -355,6 +365,12 @@ impl Log for AnyLog {
         match self {
             AnyLog::Embedded(l) => l.commit(consumer, offsets),
             AnyLog::Kafka(l) => l.commit(consumer, offsets),
+        }
+    }
+    fn publish(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        match self {
+            AnyLog::Embedded(l) => l.publish(consumer, offsets),
+            AnyLog::Kafka(l) => l.publish(consumer, offsets),
         }
     }
     fn flush(&self) -> Result<()> {

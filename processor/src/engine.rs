@@ -337,7 +337,9 @@ fn publish_committed<L: Log>(
             offsets.push((topic, p, pos));
         }
     }
-    log.commit(COMMITTED_OUTPUTS, &offsets)?;
+    // Not fsynced: RocksDB holds these positions durably, and `open` publishes them
+    // again; a reader never sees more than the synced outputs.
+    log.publish(COMMITTED_OUTPUTS, &offsets)?;
     Ok(())
 }
 

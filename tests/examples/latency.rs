@@ -1,9 +1,10 @@
 //! Latency from append to silver, with the processor following the log.
 //!
-//! Usage: latency <dir> [events_per_s=10000] [seconds=20]
+//! Usage: latency <dir> [events_per_s=10000] [seconds=20] [threads=4]
 //!
-//! Generates master data (80 orgs), replays it, starts the processor in follow mode on
-//! a thread, then appends usage events at a steady rate, each stamped with the wall
+//! Generates master data (80 orgs), replays it, starts the processor in follow mode
+//! with `threads` processing threads (4, as `processor` runs by default), then
+//! appends usage events at a steady rate, each stamped with the wall
 //! time of its append. A reader follows `silver.usage_events` up to the committed
 //! positions the processor publishes (what a downstream reader may see) and records,
 //! per event, the time from append to visibility. Prints one JSON line.
@@ -25,10 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(
         args.get(1)
-            .ok_or("usage: latency <dir> [events_per_s] [seconds]")?,
+            .ok_or("usage: latency <dir> [events_per_s] [seconds] [threads]")?,
     );
     let rate: u64 = args.get(2).map_or(Ok(10_000), |s| s.parse())?;
     let seconds: u64 = args.get(3).map_or(Ok(20), |s| s.parse())?;
+    let threads: u32 = args.get(4).map_or(Ok(4), |s| s.parse())?;
     std::fs::create_dir_all(&dir)?;
     let landing = dir.join("landing");
     if !landing.exists() {
@@ -59,16 +61,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = Arc::new(AtomicBool::new(false));
     let plog = log.clone();
     let pdir = dir.clone();
+    let pstop = stop.clone();
     let processor = std::thread::spawn(move || -> Result<(), String> {
-        let state = processor::state::State::open(&pdir.join("state/processor"))
-            .map_err(|e| e.to_string())?;
         let cfg = processor::ProcessorConfig {
             until_idle: false,
             ..Default::default()
         };
-        let mut p = processor::Processor::open(&*plog, state, cfg, Default::default())
-            .map_err(|e| e.to_string())?;
-        p.run().map_err(|e| e.to_string())?;
+        processor::run_threads(
+            &*plog,
+            &pdir.join("state"),
+            &cfg,
+            threads,
+            &Default::default(),
+            &pstop,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(())
     });
 
