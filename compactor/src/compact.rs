@@ -51,36 +51,34 @@ struct Targets {
 }
 
 fn targets(log: &impl Log, event_partitions: u32) -> Result<Targets> {
-    let mut raw = BTreeMap::new();
-    let mut any = false;
+    // Every position from one read of the processor's publication: its processing
+    // threads publish one after the other, and raw positions read before the outputs
+    // they account for were published again would skip outputs past them.
+    let mut wanted: Vec<(&'static str, u32)> = Vec::new();
     for source in Source::ALL {
-        let topic = source.raw_topic();
         let parts = if source == Source::UsageEvents {
             event_partitions
         } else {
             1
         };
-        let mut v = Vec::new();
-        for p in 0..parts {
-            let c = log.committed(COMMITTED_OUTPUTS, topic, p)?;
-            any |= c.is_some();
-            v.push(c.unwrap_or(0));
-        }
-        raw.insert(topic, v);
+        wanted.extend((0..parts).map(|p| (source.raw_topic(), p)));
     }
-    if !any {
+    let raw_count = wanted.len();
+    for topic in [SILVER_TOPIC, QUARANTINE_TOPIC, WINDOWS_TOPIC, LATE_TOPIC] {
+        let parts = log.partitions(topic)?.unwrap_or(0);
+        wanted.extend((0..parts).map(|p| (topic, p)));
+    }
+    let got = log.committed_many(COMMITTED_OUTPUTS, &wanted)?;
+    if !got[..raw_count].iter().any(Option::is_some) {
         bail!(
             "the processor has not committed anything yet (no {COMMITTED_OUTPUTS} positions in the log): run `processor` first"
         );
     }
-    let mut out = BTreeMap::new();
-    for topic in [SILVER_TOPIC, QUARANTINE_TOPIC, WINDOWS_TOPIC, LATE_TOPIC] {
-        let parts = log.partitions(topic)?.unwrap_or(0);
-        let mut v = Vec::new();
-        for p in 0..parts {
-            v.push(log.committed(COMMITTED_OUTPUTS, topic, p)?.unwrap_or(0));
-        }
-        out.insert(topic, v);
+    let (mut raw, mut out) = (BTreeMap::new(), BTreeMap::new());
+    for (i, ((topic, _), pos)) in wanted.iter().zip(got).enumerate() {
+        let into: &mut BTreeMap<&'static str, Vec<u64>> =
+            if i < raw_count { &mut raw } else { &mut out };
+        into.entry(*topic).or_default().push(pos.unwrap_or(0));
     }
     Ok(Targets { raw, out })
 }

@@ -361,6 +361,18 @@ impl Log for EmbeddedLog {
             .copied())
     }
 
+    fn committed_many(
+        &self,
+        consumer: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<Vec<Option<u64>>> {
+        let all = self.read_offsets(&self.consumer_file(consumer)?)?;
+        Ok(partitions
+            .iter()
+            .map(|(topic, p)| all.get(*topic).and_then(|m| m.get(p)).copied())
+            .collect())
+    }
+
     fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
         self.store_offsets(consumer, offsets, true)
     }
@@ -1133,6 +1145,11 @@ mod tests {
         log.commit("c", &[("t", 0, 5)]).unwrap();
         log.publish("c", &[("t", 1, 7)]).unwrap();
         assert_eq!(log.committed("c", "t", 0).unwrap(), Some(5), "merged");
+        assert_eq!(
+            log.committed_many("c", &[("t", 1), ("u", 0), ("t", 0)])
+                .unwrap(),
+            [Some(7), None, Some(5)]
+        );
         assert_eq!(log.committed("c", "t", 1).unwrap(), Some(7));
         // What a crash of the machine between two unsynced publications may leave.
         let file = log.consumer_file("c").unwrap();

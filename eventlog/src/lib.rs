@@ -171,6 +171,20 @@ pub trait Log: Send + Sync {
     /// The offset a consumer will read next, if it committed one.
     fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
 
+    /// [`committed`](Self::committed) for several partitions at once, read in one go:
+    /// positions written by one `commit` or `publish` come back together, never some
+    /// from it and some from the one after.
+    fn committed_many(
+        &self,
+        consumer: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<Vec<Option<u64>>> {
+        partitions
+            .iter()
+            .map(|(topic, p)| self.committed(consumer, topic, *p))
+            .collect()
+    }
+
     /// Records, atomically, the next offsets a consumer will read.
     fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()>;
 
@@ -359,6 +373,16 @@ impl Log for AnyLog {
         match self {
             AnyLog::Embedded(l) => l.committed(consumer, topic, partition),
             AnyLog::Kafka(l) => l.committed(consumer, topic, partition),
+        }
+    }
+    fn committed_many(
+        &self,
+        consumer: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<Vec<Option<u64>>> {
+        match self {
+            AnyLog::Embedded(l) => l.committed_many(consumer, partitions),
+            AnyLog::Kafka(l) => l.committed_many(consumer, partitions),
         }
     }
     fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {

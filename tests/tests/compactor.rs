@@ -873,16 +873,25 @@ fn every_interval_compacts_new_input_as_it_comes() {
     let first: u64 = (0..4)
         .map(|p| log.end_offset("raw.usage_events", p).unwrap())
         .sum();
-    let mut child = run_compactor(&data)
-        .args(["--every", "200ms"])
-        .spawn()
-        .unwrap();
+    /// Ends the compactor also when an assertion fails first.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Running(
+        run_compactor(&data)
+            .args(["--every", "200ms"])
+            .spawn()
+            .unwrap(),
+    );
     wait_for(first);
     replay(&log, &data, &parts[1]);
     process(&log, &data, FromOffset::Committed);
     wait_for(43_200);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert_eq!(rows_in(&data.join("lake"), "silver/usage_events"), 43_163);
 }
 
