@@ -352,15 +352,6 @@ impl Log for EmbeddedLog {
         })
     }
 
-    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
-        let path = self.consumer_file(consumer)?;
-        Ok(self
-            .read_offsets(&path)?
-            .get(topic)
-            .and_then(|m| m.get(&partition))
-            .copied())
-    }
-
     fn committed_many(
         &self,
         consumer: &str,

@@ -702,20 +702,34 @@ impl Log for KafkaLog {
         })
     }
 
-    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+    fn committed_many(
+        &self,
+        consumer: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<Vec<Option<u64>>> {
         let group = self.group(consumer)?;
-        let topic = &self.full(topic);
+        let full: Vec<(String, i32)> = partitions
+            .iter()
+            .map(|(topic, p)| (self.full(topic), *p as i32))
+            .collect();
+        // One request: the coordinator answers it from one state of the group.
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition as i32);
+        for (topic, p) in &full {
+            tpl.add_partition(topic, *p);
+        }
         let got = group
             .committed_offsets(tpl, REQUEST_TIMEOUT)
             .map_err(|e| kafka_error("read committed offsets", format!("{consumer}: {e}")))?;
-        Ok(got
-            .find_partition(topic, partition as i32)
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) if o >= 0 => Some(o as u64),
-                _ => None,
-            }))
+        Ok(full
+            .iter()
+            .map(|(topic, p)| {
+                got.find_partition(topic, *p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) if o >= 0 => Some(o as u64),
+                        _ => None,
+                    })
+            })
+            .collect())
     }
 
     fn commit(&self, consumer: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {

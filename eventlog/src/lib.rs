@@ -168,21 +168,21 @@ pub trait Log: Send + Sync {
     /// A reader positioned at `from`.
     fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<Self::Reader>;
 
-    /// The offset a consumer will read next, if it committed one.
-    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
-
-    /// [`committed`](Self::committed) for several partitions at once, read in one go:
-    /// positions written by one `commit` or `publish` come back together, never some
-    /// from it and some from the one after.
+    /// The offsets a consumer will read next for these partitions (`None` where it
+    /// committed none), read in one go: positions written by one `commit` or
+    /// `publish` come back together, never some from it and some from the one after.
     fn committed_many(
         &self,
         consumer: &str,
         partitions: &[(&str, u32)],
-    ) -> Result<Vec<Option<u64>>> {
-        partitions
-            .iter()
-            .map(|(topic, p)| self.committed(consumer, topic, *p))
-            .collect()
+    ) -> Result<Vec<Option<u64>>>;
+
+    /// The offset a consumer will read next, if it committed one.
+    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        Ok(self
+            .committed_many(consumer, &[(topic, partition)])?
+            .pop()
+            .flatten())
     }
 
     /// Records, atomically, the next offsets a consumer will read.
@@ -367,12 +367,6 @@ impl Log for AnyLog {
         match self {
             AnyLog::Embedded(l) => Ok(AnyReader::Embedded(l.reader(topic, partition, from)?)),
             AnyLog::Kafka(l) => Ok(AnyReader::Kafka(l.reader(topic, partition, from)?)),
-        }
-    }
-    fn committed(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
-        match self {
-            AnyLog::Embedded(l) => l.committed(consumer, topic, partition),
-            AnyLog::Kafka(l) => l.committed(consumer, topic, partition),
         }
     }
     fn committed_many(

@@ -200,8 +200,8 @@ impl Log for FailingLog<'_> {
     fn reader(&self, t: &str, p: u32, from: u64) -> eventlog::Result<Self::Reader> {
         self.inner.reader(t, p, from)
     }
-    fn committed(&self, c: &str, t: &str, p: u32) -> eventlog::Result<Option<u64>> {
-        self.inner.committed(c, t, p)
+    fn committed_many(&self, c: &str, ps: &[(&str, u32)]) -> eventlog::Result<Vec<Option<u64>>> {
+        self.inner.committed_many(c, ps)
     }
     fn commit(&self, c: &str, o: &[(&str, u32, u64)]) -> eventlog::Result<()> {
         self.inner.commit(c, o)
