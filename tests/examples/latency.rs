@@ -177,8 +177,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(0.99),
         latencies.last().copied().unwrap_or(-1)
     );
-    drop(processor); // follows forever; the process exit ends it
-    std::process::exit(0);
+    // `stop` ends the processor too: its threads commit and close their states.
+    // Exiting without waiting for them let the exit's destructors race RocksDB's
+    // background threads ("pthread lock: Invalid argument", an abort).
+    processor.join().map_err(|_| "processor panicked")??;
+    Ok(())
 }
 
 /// RFC 3339 of a wall-clock time in ms.
