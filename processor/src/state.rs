@@ -211,10 +211,10 @@ impl State {
         let cache = Cache::new_lru_cache(cache_bytes);
         let cfs = CFS.iter().map(|name| {
             let mut o = Options::default();
-            // The dedup ids are nearly all of the writes: their memtable takes three
-            // quarters of the budget (24 MiB with four threads), so fewer, larger
-            // sorted runs are flushed, compacted and probed by each lookup. The total
-            // stays capped by the budget above whatever each memtable may reach.
+            // The dedup ids are nearly all of the writes: their memtable may take
+            // three quarters of this state's share (24 MiB of 32 with four threads),
+            // so fewer, larger sorted runs are flushed, compacted and probed by each
+            // lookup. `db_write_buffer_size` still caps all the memtables together.
             o.set_write_buffer_size(if *name == CF_DEDUP {
                 memtables / 4 * 3
             } else {

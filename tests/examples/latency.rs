@@ -132,16 +132,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut latencies: Vec<i64> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let warmup = Instant::now() + Duration::from_secs(2);
+    let silver: Vec<(&str, u32)> = (0..4).map(|p| (processor::SILVER_TOPIC, p)).collect();
     while Instant::now() < deadline {
         let mut idle = true;
-        for (p, r) in readers.iter_mut().enumerate() {
-            let committed = log
-                .committed(
-                    processor::COMMITTED_OUTPUTS,
-                    processor::SILVER_TOPIC,
-                    p as u32,
-                )?
-                .unwrap_or(0);
+        // All four positions from one read of the publication.
+        let positions = log.committed_many(processor::COMMITTED_OUTPUTS, &silver)?;
+        for (r, committed) in readers.iter_mut().zip(positions) {
+            let committed = committed.unwrap_or(0);
             while r.position() < committed {
                 let batch = r.poll((committed - r.position()) as usize)?;
                 if batch.is_empty() {
