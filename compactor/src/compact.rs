@@ -262,9 +262,10 @@ struct GroupOut {
 /// One raw usage event with what became of it, decoded for the writer.
 struct Decoded {
     lineage: Lineage,
-    /// Kept, or quarantined with the raw line for its quarantine row (only then: a
-    /// kept event's row needs none of it, and sharing a read buffer with the
-    /// writer's thread costs an atomic count on each thread).
+    /// Kept, or quarantined with a copy of the raw line for its quarantine row (only
+    /// then: a kept event's row needs none of it). A copy, not a slice of the read
+    /// batch: a slice would hold the reader's whole batch buffer until the writer
+    /// is done, where the reader reuses it at once.
     outcome: std::result::Result<(SilverEvent, EventFlags), (Reason, eventlog::Bytes)>,
     bronze: BronzeRow,
 }
@@ -329,6 +330,7 @@ impl<L: Log> Decoder<'_, L> {
         let mut seen = SeenIds::default();
         let mut lineages = LineageBuilder::default();
         let mut batch = Vec::with_capacity(BATCH);
+        let mut spare: Vec<Vec<Decoded>> = Vec::new();
         // Every partition open at once, read in turns of BATCH records: the input
         // then advances through event time together, and a date's rows land in few
         // files rather than in one per partition and chunk.
@@ -431,18 +433,23 @@ impl<L: Log> Decoder<'_, L> {
                         }
                         Err(_) => BronzeRow::None,
                     };
-                    // Free what the writer is done with, here where it was allocated.
-                    while let Ok(done) = written.try_recv() {
-                        drop(done);
+                    // Free what the writer is done with, here where it was allocated,
+                    // and keep the vectors for the next batches.
+                    while let Ok(mut done) = written.try_recv() {
+                        done.clear();
+                        spare.push(done);
                     }
                     batch.push(Decoded {
                         lineage: lineage(&mut lineages, &rec, topic, p),
-                        outcome: outcome.map_err(|r| (r, value.clone())),
+                        outcome: outcome.map_err(|r| (r, eventlog::Bytes::copy_from_slice(value))),
                         bronze,
                     });
                     if batch.len() == BATCH
                         && tx
-                            .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                            .send(Ok(std::mem::replace(
+                                &mut batch,
+                                spare.pop().unwrap_or_else(|| Vec::with_capacity(BATCH)),
+                            )))
                             .is_err()
                     {
                         return Ok(()); // the writer stopped (with its own error)

@@ -5,9 +5,15 @@ use std::collections::VecDeque;
 use anyhow::{Context, Result, bail};
 use eventlog::{Log, PartitionReader, StoredRecord};
 
+/// Records read at a time: about one batch of the log, so that a batch's buffer is
+/// free for the reader to reuse by the time it reads the next ones.
+const POLL_RECORDS: u64 = 2048;
+
 /// Reads one topic partition from a position up to (not including) `end`.
 pub struct Cursor<R, T> {
     reader: R,
+    /// Records as polled, before decoding (kept for its allocation).
+    polled: Vec<StoredRecord>,
     buf: VecDeque<(u64, T)>,
     end: u64,
     what: String,
@@ -25,6 +31,7 @@ impl<R: PartitionReader, T> Cursor<R, T> {
     ) -> Result<Self> {
         Ok(Cursor {
             reader: log.reader(topic, p, from.min(end))?,
+            polled: Vec::new(),
             buf: VecDeque::new(),
             end,
             what: format!("{topic}/{p}"),
@@ -35,11 +42,11 @@ impl<R: PartitionReader, T> Cursor<R, T> {
     /// The next record's key (its raw offset, or its own offset) and value.
     pub fn peek(&mut self) -> Result<Option<&(u64, T)>> {
         if self.buf.is_empty() && self.reader.position() < self.end {
-            let want = (self.end - self.reader.position()).min(8192) as usize;
-            let recs = self.reader.poll(want)?;
+            let want = (self.end - self.reader.position()).min(POLL_RECORDS) as usize;
+            self.reader.poll_into(want, &mut self.polled)?;
             // A reader may skip to `end` without a record (a void range of the Kafka
             // backend ending there).
-            if recs.is_empty() && self.reader.position() < self.end {
+            if self.polled.is_empty() && self.reader.position() < self.end {
                 bail!(
                     "{} ends at {} before its committed position {}",
                     self.what,
@@ -47,7 +54,7 @@ impl<R: PartitionReader, T> Cursor<R, T> {
                     self.end
                 );
             }
-            for r in recs.into_iter().filter(|r| r.offset < self.end) {
+            for r in self.polled.drain(..).filter(|r| r.offset < self.end) {
                 let offset = r.offset;
                 self.buf.push_back(
                     (self.decode)(r).with_context(|| format!("{} offset {offset}", self.what))?,

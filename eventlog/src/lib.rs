@@ -221,6 +221,13 @@ pub trait PartitionReader: Send {
     /// Never returns part of a batch that is still being written.
     fn poll(&mut self, max: usize) -> Result<Vec<StoredRecord>>;
 
+    /// [`poll`](Self::poll), appending to `out`: a caller that polls again and again
+    /// reuses one vector's allocation rather than getting a new one each time.
+    fn poll_into(&mut self, max: usize, out: &mut Vec<StoredRecord>) -> Result<()> {
+        out.extend(self.poll(max)?);
+        Ok(())
+    }
+
     /// Blocks until records past the current position exist or `timeout` passes;
     /// returns whether there are any. Does not busy-spin.
     fn wait(&mut self, timeout: Duration) -> Result<bool>;
@@ -416,6 +423,12 @@ impl PartitionReader for AnyReader {
         match self {
             AnyReader::Embedded(r) => r.poll(max),
             AnyReader::Kafka(r) => r.poll(max),
+        }
+    }
+    fn poll_into(&mut self, max: usize, out: &mut Vec<StoredRecord>) -> Result<()> {
+        match self {
+            AnyReader::Embedded(r) => r.poll_into(max, out),
+            AnyReader::Kafka(r) => r.poll_into(max, out),
         }
     }
     fn wait(&mut self, timeout: Duration) -> Result<bool> {

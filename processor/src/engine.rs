@@ -198,6 +198,8 @@ struct Partition<R> {
     closed_windows: Vec<WindowKey>,
     days: HashMap<DayKey, UsageTotals>,
     lineage: LineageBuilder,
+    /// The records of the last poll, emptied: kept for its allocation.
+    polled: Vec<StoredRecord>,
 }
 
 impl<R> Partition<R> {
@@ -529,7 +531,9 @@ fn quarantine_record(
     }
     Record {
         key: Some(Bytes::from_static(source.name().as_bytes())),
-        value: rec.record.value.clone(),
+        // A copy, as the headers: a slice would hold the reader's whole batch buffer
+        // until the commit, where the reader reuses it as soon as it is free.
+        value: Bytes::copy_from_slice(&rec.record.value),
         headers,
         timestamp_ms: rec.record.timestamp_ms,
     }
@@ -628,6 +632,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 closed_windows: Vec::new(),
                 days: HashMap::new(),
                 lineage: LineageBuilder::default(),
+                polled: Vec::new(),
             });
         }
         Ok(me)
@@ -952,15 +957,19 @@ impl<'a, L: Log> Processor<'a, L> {
             }
         }
         for i in 0..self.parts.len() {
-            let batch = self.parts[i].reader.poll(self.cfg.poll_records)?;
+            let mut batch = std::mem::take(&mut self.parts[i].polled);
+            self.parts[i]
+                .reader
+                .poll_into(self.cfg.poll_records, &mut batch)?;
             // Lines typed first, so that their ids' dedup entries are read in one
             // batched lookup rather than one point lookup per event.
             let parsed: Vec<_> = batch.iter().map(|r| parse_event(&r.record.value)).collect();
             let committed = self.committed_seen(&parsed)?;
-            for ((rec, event), seen) in batch.into_iter().zip(parsed).zip(committed) {
+            for ((rec, event), seen) in batch.drain(..).zip(parsed).zip(committed) {
                 n += 1;
                 self.on_event(i, rec, event, seen)?;
             }
+            self.parts[i].polled = batch;
         }
         self.pending += n;
         Ok(n)
