@@ -124,15 +124,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while log.partitions(processor::SILVER_TOPIC)?.is_none() {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let silver: Vec<(&str, u32)> = (0..4).map(|p| (processor::SILVER_TOPIC, p)).collect();
     let mut readers = Vec::new();
-    for p in 0..4 {
-        let start = log.end_offset(processor::SILVER_TOPIC, p).unwrap_or(0);
-        readers.push(log.reader(processor::SILVER_TOPIC, p, start)?);
+    for &(topic, p) in &silver {
+        let start = log.end_offset(topic, p).unwrap_or(0);
+        readers.push(log.reader(topic, p, start)?);
     }
     let mut latencies: Vec<i64> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let warmup = Instant::now() + Duration::from_secs(2);
-    let silver: Vec<(&str, u32)> = (0..4).map(|p| (processor::SILVER_TOPIC, p)).collect();
     while Instant::now() < deadline {
         let mut idle = true;
         // All four positions from one read of the publication.
