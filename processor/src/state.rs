@@ -34,6 +34,8 @@ const CFS: [&str; 5] = [CF_META, CF_MASTER, CF_DEDUP, CF_WINDOWS, CF_DAILY];
 /// All memtables of the database together.
 const MEMTABLE_BUDGET: usize = 128 << 20;
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// Keys per RocksDB `MultiGet` call: its `MultiGetContext::MAX_BATCH_SIZE`.
+const MULTI_GET_KEYS: usize = 32;
 
 pub struct State {
     db: DB,
@@ -279,15 +281,21 @@ impl State {
     /// MultiGet: one pass over the memtables and files for the whole batch). The keys
     /// are sorted here, with plain byte comparisons, rather than by RocksDB through
     /// its comparator's virtual calls.
+    ///
+    /// Asked [`MULTI_GET_KEYS`] keys at a time: RocksDB keeps that many keys' lookup
+    /// contexts on the stack, and grows a vector for more, copy by copy.
     pub fn multi_get(&self, cf: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.cf(cf)?;
         let order = bytewise_order(keys.iter().copied());
-        let sorted = order.iter().map(|&i| keys[i as usize]);
         let mut out = vec![None; keys.len()];
-        let found = self.db.batched_multi_get_cf(self.cf(cf)?, sorted, true);
-        for (&i, v) in order.iter().zip(found) {
-            out[i as usize] = v
-                .map_err(|e| db_err(&self.path, "read", e))?
-                .map(|v| v.to_vec());
+        for chunk in order.chunks(MULTI_GET_KEYS) {
+            let sorted = chunk.iter().map(|&i| keys[i as usize]);
+            let found = self.db.batched_multi_get_cf(cf, sorted, true);
+            for (&i, v) in chunk.iter().zip(found) {
+                out[i as usize] = v
+                    .map_err(|e| db_err(&self.path, "read", e))?
+                    .map(|v| v.to_vec());
+            }
         }
         Ok(out)
     }
@@ -497,6 +505,31 @@ mod tests {
         assert_eq!(got[0].as_deref(), Some(&b"v-d"[..]));
         assert_eq!(got[1], None);
         assert_eq!(got[4].as_deref(), Some(&b"v-ab"[..]));
+    }
+
+    #[test]
+    fn multi_get_answers_every_key_of_more_than_one_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        let mut b = s.batch();
+        for i in (0..200u32).step_by(3) {
+            b.put(CF_DEDUP, format!("id-{i}").as_bytes(), &i.to_be_bytes())
+                .unwrap();
+        }
+        b.commit().unwrap();
+        // Several calls' worth of keys, out of order, found and missing, repeated.
+        let names: Vec<String> = (0..200u32)
+            .rev()
+            .chain(0..10)
+            .map(|i| format!("id-{}", (i * 7) % 200))
+            .collect();
+        let keys: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        assert!(keys.len() > 3 * MULTI_GET_KEYS);
+        let got = s.multi_get(CF_DEDUP, &keys).unwrap();
+        let expected: Vec<Option<Vec<u8>>> =
+            keys.iter().map(|k| s.get(CF_DEDUP, k).unwrap()).collect();
+        assert_eq!(got, expected);
+        assert_eq!(got.iter().filter(|v| v.is_some()).count(), 67 + 4);
     }
 
     #[test]
