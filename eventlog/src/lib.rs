@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod embedded;
 mod error;
+pub mod hooked;
 pub mod index;
 pub mod kafka;
 

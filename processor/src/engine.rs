@@ -256,6 +256,9 @@ struct InFlight {
     master_rows: HashMap<Vec<u8>, Bytes>,
 }
 
+/// A commit this long is logged (they take milliseconds).
+const SLOW_COMMIT: Duration = Duration::from_millis(250);
+
 /// The half of a commit that waits on the disk, done on the commit thread while the
 /// next batch is processed: the outputs (already appended) are fsynced, their end
 /// offsets added to the state changes, and those written in one synced RocksDB write.
@@ -270,19 +273,36 @@ struct CommitJob {
 
 impl CommitJob {
     /// Returns the seconds the whole commit took, from its preparation on.
+    /// A commit that takes [`SLOW_COMMIT`] or longer is logged with where its time
+    /// went.
     fn finish<L: Log>(self, log: &L, state: &State, cfg: &ProcessorConfig) -> Result<f64> {
+        let begun = Instant::now();
         log.flush_partitions(&self.outputs)?;
         let ends = output_ends(log, &self.outputs)?;
+        let flushed = Instant::now();
         let mut b = state.batch_with(self.changes);
         for (topic, p, end) in &ends {
             b.put_u64(&out_key(topic, *p), *end)?;
         }
         b.commit()?;
+        let written = Instant::now();
         if self.min_wm > i64::MIN {
             state.expire_dedup_before(self.min_wm.saturating_sub(cfg.dedup_horizon_micros));
         }
         publish_committed(log, state, cfg, &ends)?;
-        Ok(self.started.elapsed().as_secs_f64())
+        let took = self.started.elapsed();
+        if took >= SLOW_COMMIT {
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::warn!(
+                total_ms = ms(took),
+                prepared_and_queued_ms = ms(begun - self.started),
+                outputs_fsync_ms = ms(flushed - begun),
+                state_write_ms = ms(written - flushed),
+                publish_ms = ms(written.elapsed()),
+                "slow commit"
+            );
+        }
+        Ok(took.as_secs_f64())
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::*;
+use eventlog::hooked::{Call, Hooked};
 use eventlog::{EmbeddedLog, Log};
 use producer::replay::{Order, ReplayOptions, replay};
 
@@ -170,48 +171,16 @@ fn replaying_again_appends_again_and_a_new_run_is_not_a_resume() {
     );
 }
 
-/// A log whose appends start failing after a number of calls: a crash at every
-/// batch boundary, without a process.
-struct FailingLog<'a> {
-    inner: &'a EmbeddedLog,
-    left: std::sync::atomic::AtomicI64,
-}
-
-impl Log for FailingLog<'_> {
-    type Reader = eventlog::EmbeddedReader;
-    fn ensure_topic(&self, t: &str, n: u32) -> eventlog::Result<u32> {
-        self.inner.ensure_topic(t, n)
-    }
-    fn partitions(&self, t: &str) -> eventlog::Result<Option<u32>> {
-        self.inner.partitions(t)
-    }
-    fn topics(&self) -> eventlog::Result<Vec<(String, u32)>> {
-        self.inner.topics()
-    }
-    fn append(&self, t: &str, p: u32, r: &[eventlog::Record]) -> eventlog::Result<u64> {
-        if self.left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
-            return Err(eventlog::Error::Config("injected crash".into()));
+/// `log`, its appends failing after `left` of them: a crash at every batch boundary,
+/// without a process.
+fn failing_after(log: &EmbeddedLog, left: i64) -> Hooked<'_, EmbeddedLog> {
+    let left = std::sync::atomic::AtomicI64::new(left);
+    Hooked::new(log, move |call| match call {
+        Call::Append { .. } if left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 => {
+            Err(eventlog::Error::Config("injected crash".into()))
         }
-        self.inner.append(t, p, r)
-    }
-    fn end_offset(&self, t: &str, p: u32) -> eventlog::Result<u64> {
-        self.inner.end_offset(t, p)
-    }
-    fn reader(&self, t: &str, p: u32, from: u64) -> eventlog::Result<Self::Reader> {
-        self.inner.reader(t, p, from)
-    }
-    fn committed_many(&self, c: &str, ps: &[(&str, u32)]) -> eventlog::Result<Vec<Option<u64>>> {
-        self.inner.committed_many(c, ps)
-    }
-    fn commit(&self, c: &str, o: &[(&str, u32, u64)]) -> eventlog::Result<()> {
-        self.inner.commit(c, o)
-    }
-    fn flush(&self) -> eventlog::Result<()> {
-        self.inner.flush()
-    }
-    fn truncate(&self, t: &str, p: u32, end: u64) -> eventlog::Result<()> {
-        self.inner.truncate(t, p, end)
-    }
+        _ => Ok(()),
+    })
 }
 
 #[test]
@@ -238,10 +207,7 @@ fn an_interrupted_replay_resumes_without_gaps_or_repeats() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(dir.path().join("log"), fast_config()).unwrap();
         o.state_dir = dir.path().join("state");
-        let failing = FailingLog {
-            inner: &log,
-            left: crash_after.into(),
-        };
+        let failing = failing_after(&log, crash_after);
         assert!(replay(&failing, &o, &AtomicBool::new(false)).is_err());
         let report = replay(&log, &o, &AtomicBool::new(false)).unwrap();
         assert!(report.resumed_past > 0 || crash_after == 0);

@@ -7,7 +7,9 @@
 //! appends usage events at a steady rate, each stamped with the wall
 //! time of its append. A reader follows `silver.usage_events` up to the committed
 //! positions the processor publishes (what a downstream reader may see) and records,
-//! per event, the time from append to visibility. Prints one JSON line.
+//! per event, the time from append to visibility. Prints one JSON line. Logs as the
+//! binaries do (stderr, `RUST_LOG`), so a slow commit is reported with where its time
+//! went.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,11 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    eventlog::cli::main(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(
         args.get(1)

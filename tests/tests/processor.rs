@@ -320,3 +320,109 @@ fn threads_split_the_work_and_a_new_split_rebuilds_the_same_outputs() {
     assert_same_processor_outputs(&one, &threads("1"));
     assert_eq!(states(), ["processor"]);
 }
+
+/// Log lines written to a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_commit_is_logged_with_where_its_time_went() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The commits run on the processor's own threads: the subscriber must be global.
+    tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    producer::generate::generate(
+        &landing,
+        &producer::generate::GenSpec {
+            orgs: 6,
+            days: 1,
+            events_per_day: 300,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    let log = open_log(dir.path());
+    replay(&log, dir.path(), &landing);
+    // The first two output fsyncs take 300 ms more: a disk that stalls.
+    let stalls = std::sync::atomic::AtomicU32::new(2);
+    let stalling = eventlog::hooked::Hooked::new(&log, |call| {
+        use std::sync::atomic::Ordering::SeqCst;
+        if matches!(call, eventlog::hooked::Call::FlushPartitions(_))
+            && stalls
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        Ok(())
+    });
+    processor::run_threads(
+        &stalling,
+        &dir.path().join("state"),
+        &processor_config(FromOffset::Committed),
+        1,
+        &Default::default(),
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // Other tests of this binary may log slow commits of their own: only the stalled
+    // ones are known here.
+    let field = |line: &str, name: &str| -> f64 {
+        let at = line.find(&format!("{name}=")).expect(name) + name.len() + 1;
+        let v = &line[at..];
+        v[..v.find(' ').unwrap_or(v.len())].parse().unwrap()
+    };
+    let stalled: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("slow commit") && field(l, "outputs_fsync_ms") >= 300.0)
+        .collect();
+    assert!(
+        stalled.len() >= 2,
+        "one warning per stalled commit:\n{text}"
+    );
+    for line in stalled {
+        let parts: f64 = [
+            "prepared_and_queued_ms",
+            "outputs_fsync_ms",
+            "state_write_ms",
+            "publish_ms",
+        ]
+        .iter()
+        .map(|p| field(line, p))
+        .sum();
+        assert!((parts - field(line, "total_ms")).abs() < 5.0, "{line}");
+    }
+    // The stalls delayed the commits and changed nothing: every event is accounted.
+    let silver = read_topic(&log, processor::SILVER_TOPIC);
+    let quarantined = read_topic(&log, processor::QUARANTINE_TOPIC);
+    let raw: usize = read_topic(&log, "raw.usage_events")
+        .values()
+        .map(Vec::len)
+        .sum();
+    let kept: usize = silver.values().map(Vec::len).sum();
+    let events_quarantined = quarantined
+        .values()
+        .flatten()
+        .filter(|r| header(r, "source") == "usage_events")
+        .count();
+    assert!(kept > 0);
+    assert_eq!(kept + events_quarantined, raw);
+}
