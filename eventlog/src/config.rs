@@ -119,8 +119,11 @@ pub struct ProcessorSection {
     pub poll_records: usize,
     /// A commit every this many input records...
     pub commit_records: usize,
-    /// ...or this many milliseconds, whichever comes first.
+    /// ...or this many milliseconds, whichever comes first...
     pub commit_interval_ms: u64,
+    /// ...or, while the input is behind (a step read a whole poll's worth of records),
+    /// this many.
+    pub commit_interval_behind_ms: u64,
     /// The Prometheus endpoint (loopback unless configured otherwise).
     pub metrics_addr: String,
     /// Processing threads, each owning a share of the event partitions with its own
@@ -136,6 +139,7 @@ impl Default for ProcessorSection {
             poll_records: 5_000,
             commit_records: 50_000,
             commit_interval_ms: 10,
+            commit_interval_behind_ms: 100,
             metrics_addr: "127.0.0.1:9101".into(),
             // One per event partition (see config/pipeline.toml).
             threads: 4,

@@ -69,8 +69,11 @@ pub struct ProcessorConfig {
     pub poll_records: usize,
     /// A commit once this many input records are processed...
     pub commit_records: usize,
-    /// ...or this much time has passed with records pending.
+    /// ...or this much time has passed with records pending...
     pub commit_interval: Duration,
+    /// ...or, while the input is behind (the last step read a whole poll's worth of
+    /// records), this much: fewer, larger commits when no one is waiting for them.
+    pub commit_interval_behind: Duration,
     pub from: FromOffset,
     pub until_idle: bool,
     /// This instance's place among `instances` processors sharing the work: it owns
@@ -125,6 +128,7 @@ impl Default for ProcessorConfig {
             poll_records: 5_000,
             commit_records: 50_000,
             commit_interval: Duration::from_millis(10),
+            commit_interval_behind: Duration::from_millis(100),
             from: FromOffset::Committed,
             until_idle: false,
             instance: 0,
@@ -1268,8 +1272,16 @@ impl<'a, L: Log> Processor<'a, L> {
             }
             let n = self.step()?;
             report.records_in += n as u64;
+            // Behind: the step read a whole poll's worth, so more is waiting. Commits
+            // then come at the longer interval: each costs fsyncs and a RocksDB write
+            // whatever its size, and the events it holds are late already.
+            let interval = if n >= self.cfg.poll_records {
+                self.cfg.commit_interval_behind
+            } else {
+                self.cfg.commit_interval
+            };
             let due = self.pending >= self.cfg.commit_records
-                || (self.pending > 0 && last_commit.elapsed() >= self.cfg.commit_interval);
+                || (self.pending > 0 && last_commit.elapsed() >= interval);
             if n > 0 && !due {
                 continue;
             }

@@ -48,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         poll_records: pc.poll_records.max(1),
         commit_records: pc.commit_records.max(1),
         commit_interval: Duration::from_millis(pc.commit_interval_ms),
+        commit_interval_behind: Duration::from_millis(pc.commit_interval_behind_ms),
         from,
         until_idle: cli.until_idle,
         instance: cli.instance.0,

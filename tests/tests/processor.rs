@@ -321,6 +321,20 @@ fn threads_split_the_work_and_a_new_split_rebuilds_the_same_outputs() {
     assert_eq!(states(), ["processor"]);
 }
 
+/// A generated landing directory under `dir`: six orgs, `days` days of
+/// `events_per_day` events.
+fn generated_landing(dir: &Path, days: u32, events_per_day: u64) -> std::path::PathBuf {
+    let landing = dir.join("landing");
+    let spec = producer::generate::GenSpec {
+        orgs: 6,
+        days,
+        events_per_day,
+        seed: 3,
+    };
+    producer::generate::generate(&landing, &spec).unwrap();
+    landing
+}
+
 /// Log lines written to a shared buffer.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -347,17 +361,7 @@ fn a_slow_commit_is_logged_with_where_its_time_went() {
     // The commits run on the processor's own threads: the subscriber must be global.
     tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
     let dir = tempfile::tempdir().unwrap();
-    let landing = dir.path().join("landing");
-    producer::generate::generate(
-        &landing,
-        &producer::generate::GenSpec {
-            orgs: 6,
-            days: 1,
-            events_per_day: 300,
-            seed: 3,
-        },
-    )
-    .unwrap();
+    let landing = generated_landing(dir.path(), 1, 300);
     let log = open_log(dir.path());
     replay(&log, dir.path(), &landing);
     // The first two output fsyncs take 300 ms more: a disk that stalls.
@@ -425,4 +429,46 @@ fn a_slow_commit_is_logged_with_where_its_time_went() {
         .count();
     assert!(kept > 0);
     assert_eq!(kept + events_quarantined, raw);
+}
+
+#[test]
+fn while_behind_commits_come_at_the_longer_interval_and_change_nothing() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let landing = generated_landing(dir.path(), 2, 3000);
+    let poll = 100;
+    let run = |name: &str, behind: Duration| {
+        let data = dir.path().join(name);
+        let log = open_log(&data);
+        replay(&log, &data, &landing);
+        // One thread, every partition: a step reads up to `poll` records of each.
+        let cfg = processor::ProcessorConfig {
+            poll_records: poll,
+            commit_interval: Duration::ZERO,
+            commit_interval_behind: behind,
+            ..processor_config(FromOffset::Committed)
+        };
+        let report = processor::run_threads(
+            &log,
+            &data.join("state"),
+            &cfg,
+            1,
+            &Default::default(),
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .unwrap();
+        (report, processor_outputs(&log))
+    };
+    let (every_step, a) = run("every-step", Duration::ZERO);
+    let (behind, b) = run("behind", Duration::from_secs(3600));
+    assert_same_processor_outputs(&a, &b);
+    assert_eq!(every_step.records_in, behind.records_in);
+    // With no interval every step commits; with an hour's while behind, only the
+    // steps that found less than a poll's worth (the last ones) and the end do.
+    let events = 2 * 3000;
+    assert!(
+        every_step.commits as usize >= events / (4 * poll),
+        "{every_step:?}"
+    );
+    assert!(behind.commits <= 5, "{behind:?} against {every_step:?}");
 }
