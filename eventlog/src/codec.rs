@@ -66,15 +66,33 @@ pub enum DecodeError {
 
 /// The bytes [`encode_batch`] writes for `records`.
 pub fn encoded_len(records: &[Record]) -> usize {
-    let record_len = |r: &Record| {
-        18 + r.key.as_ref().map_or(0, |k| k.len())
-            + r.value.len()
-            + r.headers
-                .iter()
-                .map(|(n, v)| 6 + n.len() + v.len())
-                .sum::<usize>()
-    };
     BATCH_HEADER_LEN + 4 + records.iter().map(record_len).sum::<usize>()
+}
+
+/// The bytes one record takes in a batch.
+fn record_len(r: &Record) -> usize {
+    18 + r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.len()
+        + r.headers
+            .iter()
+            .map(|(n, v)| 6 + n.len() + v.len())
+            .sum::<usize>()
+}
+
+/// How many of `records`, from the first, make a batch of at most `max_bytes`, and
+/// the bytes of that batch: at least one record, however large it is.
+pub fn batch_prefix(records: &[Record], max_bytes: usize) -> (usize, usize) {
+    let mut bytes = BATCH_HEADER_LEN + 4;
+    let mut n = 0;
+    for r in records {
+        let len = record_len(r);
+        if bytes + len > max_bytes && n > 0 {
+            break;
+        }
+        bytes += len;
+        n += 1;
+    }
+    (n, bytes)
 }
 
 pub fn encode_batch(base_offset: u64, records: &[Record], out: &mut Vec<u8>) {

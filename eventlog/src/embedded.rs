@@ -33,6 +33,12 @@ use crate::{Error, FsyncPolicy, Log, LogConfig, PartitionReader, Record, Result,
 
 const TOPIC_META: &str = "topic.json";
 const CONSUMERS_DIR: &str = "_consumers";
+/// The most bytes one batch of an append takes (unless it is a single record): an
+/// append of more is written as several batches, one after the other, so that each
+/// partition writer's encoding buffer stays this small. (One buffer the size of the
+/// largest append, a few megabytes for each of a processor's output partitions,
+/// held 40 MiB of its peak memory at 10 million events.)
+const WRITE_BYTES: usize = 256 * 1024;
 
 type WriterMap = HashMap<(String, u32), Arc<Mutex<PartitionWriter>>>;
 
@@ -534,46 +540,61 @@ impl PartitionWriter {
         if self.size >= config.segment_bytes {
             self.roll(config)?;
         }
-        self.buf.clear();
-        codec::encode_batch(base, records, &mut self.buf);
-        if self.buf.len() > codec::MAX_BATCH_BYTES {
-            return Err(Error::Config(format!(
-                "batch of {} bytes exceeds the {} byte limit",
-                self.buf.len(),
-                codec::MAX_BATCH_BYTES
-            )));
-        }
-        let log_path = || self.dir.join(segment_name(self.segment_base, "log"));
-        if let Err(e) = self.log.write_all(&self.buf) {
-            // Leave no partial batch behind (a full disk, say): cut back to the last
-            // whole batch, so the partition stays appendable once space returns.
-            if let Err(e2) = self.log.set_len(self.size) {
-                tracing::error!(error = %e2, "could not cut back a failed append; the next open will");
+        // Batches of at most WRITE_BYTES, each written as soon as it is encoded, so
+        // the writer's buffer stays that small however large an append is.
+        let start_size = self.size;
+        let (mut index_entries, mut last_indexed) = (Vec::new(), self.last_index_position);
+        let mut rest = records;
+        while !rest.is_empty() {
+            let (n, bytes) = codec::batch_prefix(rest, WRITE_BYTES);
+            if let Err(e) = self.write_batch(&rest[..n], bytes) {
+                // All or nothing, and no partial batch left behind (a full disk, say):
+                // cut back to where this append began, so the partition stays
+                // appendable once space returns.
+                if let Err(e2) = self.log.set_len(start_size) {
+                    tracing::error!(error = %e2, "could not cut back a failed append; the next open will");
+                }
+                (self.size, self.next_offset) = (start_size, base);
+                return Err(e);
             }
-            return Err(e).io("append to", log_path());
+            let position = self.size;
+            if last_indexed.is_none_or(|p| position - p >= config.index_interval_bytes) {
+                index_entries.push(IndexEntry {
+                    relative_offset: (self.next_offset - self.segment_base) as u32,
+                    position,
+                });
+                last_indexed = Some(position);
+            }
+            self.size += self.buf.len() as u64;
+            self.next_offset += n as u64;
+            rest = &rest[n..];
         }
-        let position = self.size;
-        self.size += self.buf.len() as u64;
-        self.next_offset += records.len() as u64;
         self.dirty = true;
-        let due = match self.last_index_position {
-            None => true,
-            Some(p) => position - p >= config.index_interval_bytes,
-        };
-        if due {
-            let entry = IndexEntry {
-                relative_offset: (base - self.segment_base) as u32,
-                position,
-            };
+        for entry in index_entries {
             // The index is a hint rebuilt on open: a failed write costs only speed.
-            if self.index.write_all(&index::encode_entry(entry)).is_ok() {
-                self.last_index_position = Some(position);
+            if self.index.write_all(&index::encode_entry(entry)).is_err() {
+                break;
             }
+            self.last_index_position = Some(entry.position);
         }
         if config.fsync == FsyncPolicy::Always {
             self.sync()?;
         }
         Ok(base)
+    }
+
+    /// Writes `records`, `bytes` long as a batch, at the end of the segment.
+    fn write_batch(&mut self, records: &[Record], bytes: usize) -> Result<()> {
+        if bytes > codec::MAX_BATCH_BYTES {
+            return Err(Error::Config(format!(
+                "batch of {bytes} bytes exceeds the {} byte limit",
+                codec::MAX_BATCH_BYTES
+            )));
+        }
+        self.buf.clear();
+        codec::encode_batch(self.next_offset, records, &mut self.buf);
+        let log_path = self.dir.join(segment_name(self.segment_base, "log"));
+        self.log.write_all(&self.buf).io("append to", log_path)
     }
 
     fn truncate(&mut self, end: u64, config: &LogConfig) -> Result<()> {
@@ -1238,5 +1259,111 @@ mod tests {
         );
         let leftovers = std::fs::read_dir(file.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary file is left");
+    }
+
+    fn read_values(log: &EmbeddedLog, topic: &str, partition: u32) -> Vec<(u64, Bytes)> {
+        let mut r = log.reader(topic, partition, 0).unwrap();
+        let mut out = Vec::new();
+        loop {
+            let polled = r.poll(1000).unwrap();
+            if polled.is_empty() {
+                return out;
+            }
+            out.extend(polled.into_iter().map(|s| (s.offset, s.record.value)));
+        }
+    }
+
+    #[test]
+    fn a_large_append_is_written_as_batches_of_at_most_write_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.ensure_topic("t", 1).unwrap();
+        log.append("t", 0, &[Record::new(None::<Vec<u8>>, b"first".to_vec())])
+            .unwrap();
+        // About a megabyte of records, one of them larger than a batch on its own.
+        let value = |i: usize| format!("{i:04}-{}", "x".repeat(1000)).into_bytes();
+        let mut values: Vec<Vec<u8>> = (0..1000).map(value).collect();
+        values.insert(500, vec![b'y'; WRITE_BYTES + 1]);
+        let records: Vec<Record> = values
+            .iter()
+            .map(|v| Record::new(Some(b"k".to_vec()), v.clone()))
+            .collect();
+        assert_eq!(
+            log.append("t", 0, &records).unwrap(),
+            1,
+            "one append, one base"
+        );
+        assert_eq!(log.end_offset("t", 0).unwrap(), 1002);
+
+        // On disk: batches that follow each other, each at most WRITE_BYTES unless it
+        // holds a single record.
+        let part = dir.path().join("t").join("0");
+        let bytes = fs::read(part.join(segment_name(0, "log"))).unwrap();
+        let (mut pos, mut next, mut sizes) = (0, 0, Vec::new());
+        while pos < bytes.len() {
+            let (h, records) = codec::decode_batch(&bytes[pos..]).unwrap();
+            assert_eq!(h.base_offset, next);
+            assert!(h.total_len <= WRITE_BYTES || records.len() == 1);
+            next += records.len() as u64;
+            pos += h.total_len;
+            sizes.push(records.len());
+        }
+        assert_eq!(next, 1002);
+        assert!(
+            sizes.len() >= 6,
+            "the append took several batches: {sizes:?}"
+        );
+        assert!(sizes.contains(&1), "the large record is a batch of its own");
+
+        // Read back whole and in order, from this writer and after a reopen; the
+        // index points only at batch starts.
+        let mut expected = vec![(0, Bytes::from_static(b"first"))];
+        expected.extend((1..).zip(values.into_iter().map(Bytes::from)));
+        assert_eq!(read_values(&log, "t", 0), expected);
+        drop(log);
+        let index = index::decode_index(&fs::read(part.join(segment_name(0, "index"))).unwrap());
+        assert!(index.len() > 1);
+        for e in index {
+            let h = codec::decode_header(&bytes[e.position as usize..]).unwrap();
+            assert_eq!(h.base_offset, u64::from(e.relative_offset));
+        }
+        let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(log.end_offset("t", 0).unwrap(), 1002);
+        assert_eq!(read_values(&log, "t", 0), expected);
+    }
+
+    #[test]
+    fn an_append_that_fails_part_way_leaves_none_of_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.ensure_topic("t", 1).unwrap();
+        let small = |v: &str| Record::new(None::<Vec<u8>>, v.as_bytes().to_vec());
+        log.append("t", 0, &[small("before")]).unwrap();
+        let segment = dir.path().join("t").join("0").join(segment_name(0, "log"));
+        let len_before = fs::metadata(&segment).unwrap().len();
+        // Several batches' worth of records, then one too large for any batch (its
+        // zeroed memory is never touched: the size is checked before it is encoded).
+        let mut records: Vec<Record> = (0..1000)
+            .map(|i| small(&format!("{i}-{}", "x".repeat(1000))))
+            .collect();
+        records.push(Record::new(
+            None::<Vec<u8>>,
+            vec![0u8; codec::MAX_BATCH_BYTES],
+        ));
+        let err = log.append("t", 0, &records).unwrap_err().to_string();
+        assert!(err.contains("exceeds"), "{err}");
+        // The batches already written are cut back: the partition is as it was, and
+        // the next append takes the next offset.
+        assert_eq!(fs::metadata(&segment).unwrap().len(), len_before);
+        assert_eq!(log.end_offset("t", 0).unwrap(), 1);
+        assert_eq!(log.append("t", 0, &[small("after")]).unwrap(), 1);
+        let expected = vec![
+            (0, Bytes::from_static(b"before")),
+            (1, Bytes::from_static(b"after")),
+        ];
+        assert_eq!(read_values(&log, "t", 0), expected);
+        drop(log);
+        let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(read_values(&log, "t", 0), expected);
     }
 }

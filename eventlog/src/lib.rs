@@ -152,7 +152,11 @@ pub trait Log: Send + Sync {
     /// Every topic with its partition count, sorted by name.
     fn topics(&self) -> Result<Vec<(String, u32)>>;
 
-    /// Appends the records as one atomic batch; returns the offset of the first.
+    /// Appends the records, in order, at consecutive offsets; returns the offset of
+    /// the first. Not atomic: a crash may leave a prefix of them (the embedded log
+    /// writes an append of more than 256 KiB as several batches; it cuts a failed
+    /// append back whole), which the processor's committed output positions and the
+    /// producer's resume by record count allow for.
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64>;
 
     /// The offset the next appended record will get.
