@@ -139,7 +139,7 @@ impl Default for ProcessorSection {
             poll_records: 5_000,
             commit_records: 50_000,
             commit_interval_ms: 10,
-            commit_interval_behind_ms: 100,
+            commit_interval_behind_ms: 200,
             metrics_addr: "127.0.0.1:9101".into(),
             // One per event partition (see config/pipeline.toml).
             threads: 4,

@@ -128,7 +128,7 @@ impl Default for ProcessorConfig {
             poll_records: 5_000,
             commit_records: 50_000,
             commit_interval: Duration::from_millis(10),
-            commit_interval_behind: Duration::from_millis(100),
+            commit_interval_behind: Duration::from_millis(200),
             from: FromOffset::Committed,
             until_idle: false,
             instance: 0,
