@@ -1,7 +1,9 @@
 //! The processing loop: master data, then events partition by partition; windows on
 //! the watermark; one atomic commit per batch.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -236,7 +238,7 @@ pub struct Processor<'a, L: Log> {
     /// The output partitions this instance writes, found once at open (the topics
     /// are ensured there), not read from the log's metadata at every commit.
     output_partitions: Arc<[(&'static str, u32)]>,
-    dedup: HashMap<String, Seen>,
+    dedup: HashMap<IdKey, Seen>,
     master_rows: HashMap<Vec<u8>, Bytes>,
     /// The last commit's changes, which the commit thread may still be writing.
     in_flight: InFlight,
@@ -254,7 +256,7 @@ pub struct Processor<'a, L: Log> {
 /// commit is done, so reading them after that is right too).
 #[derive(Default)]
 struct InFlight {
-    dedup: HashMap<String, Seen>,
+    dedup: HashMap<IdKey, Seen>,
     /// Daily totals by partition, indexed as `Processor::parts`.
     days: Vec<HashMap<DayKey, UsageTotals>>,
     master_rows: HashMap<Vec<u8>, Bytes>,
@@ -387,12 +389,66 @@ fn split_closed<V>(
     }
 }
 
+/// Bytes of an event id held in the key itself: the generator's ids have 17.
+const INLINE_ID: usize = 30;
+
+/// An event id as a key of the batch's dedup maps, looked up by its bytes. An id of
+/// up to [`INLINE_ID`] bytes is held in the map's own slot rather than in an
+/// allocation of its own per kept event (which the commit freed again); a longer one
+/// on the heap.
+#[derive(Clone)]
+enum IdKey {
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    Heap(Box<[u8]>),
+}
+
+impl IdKey {
+    fn new(id: &[u8]) -> Self {
+        match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= INLINE_ID => {
+                let mut bytes = [0u8; INLINE_ID];
+                bytes[..id.len()].copy_from_slice(id);
+                IdKey::Inline { len, bytes }
+            }
+            _ => IdKey::Heap(id.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            IdKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            IdKey::Heap(b) => b,
+        }
+    }
+}
+
+// Equality and hash of the bytes, whichever way they are held, as `Borrow` requires.
+impl PartialEq for IdKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for IdKey {}
+
+impl Hash for IdKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_bytes().hash(h);
+    }
+}
+
+impl Borrow<[u8]> for IdKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 /// Dedup of one event: its id's entry among this batch's changes (`overlay`), else
 /// `committed`, the entry the state held for it when the batch was read (looked up
 /// for the whole poll at once, [`Processor::committed_seen`]; nothing commits within
 /// a poll). The rules ask `insert` once per event, for its own id.
 struct DedupView<'s> {
-    overlay: &'s mut HashMap<String, Seen>,
+    overlay: &'s mut HashMap<IdKey, Seen>,
     committed: Option<Seen>,
     here: Seen,
     floor: i64,
@@ -400,13 +456,13 @@ struct DedupView<'s> {
 
 impl SeenKeys for DedupView<'_> {
     fn insert(&mut self, key: &str) -> bool {
-        let earlier = self.overlay.get(key).copied().or(self.committed);
+        let earlier = self.overlay.get(key.as_bytes()).copied().or(self.committed);
         match earlier {
             // The same log position again: a replay, not a duplicate.
             Some(s) if s.partition == self.here.partition && s.offset == self.here.offset => true,
             Some(s) if s.ts_micros >= self.floor => false,
             _ => {
-                self.overlay.insert(key.to_owned(), self.here);
+                self.overlay.insert(IdKey::new(key.as_bytes()), self.here);
                 true
             }
         }
@@ -793,7 +849,7 @@ impl<'a, L: Log> Processor<'a, L> {
         let (mut keys, mut slots) = (Vec::new(), Vec::new());
         for (j, e) in parsed.iter().enumerate() {
             let last = match e {
-                Ok(e) => match self.in_flight.dedup.get(&e.event_id) {
+                Ok(e) => match self.in_flight.dedup.get(e.event_id.as_bytes()) {
                     None => {
                         keys.push(e.event_id.as_bytes());
                         slots.push(j);
@@ -1102,9 +1158,12 @@ impl<'a, L: Log> Processor<'a, L> {
         std::mem::swap(&mut self.dedup, &mut in_flight.dedup);
         self.dedup.clear();
         let seen: Vec<_> = in_flight.dedup.iter().collect();
+        let mut value = Vec::with_capacity(32);
         for i in bytewise_order(seen.iter().map(|(id, _)| id.as_bytes())) {
             let (id, seen) = seen[i as usize];
-            b.put(CF_DEDUP, id.as_bytes(), &seen.encode())?;
+            value.clear();
+            seen.encode_into(&mut value);
+            b.put(CF_DEDUP, id.as_bytes(), &value)?;
         }
         std::mem::swap(&mut self.master_rows, &mut in_flight.master_rows);
         self.master_rows.clear();
@@ -1343,6 +1402,30 @@ struct Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dedup_keys_are_found_by_their_bytes_inline_or_not() {
+        let long = "evt_".repeat(10);
+        let ids = [
+            "",
+            "evt_nwlh5boz2guf",
+            &long[..INLINE_ID],
+            &long[..INLINE_ID + 1],
+            &long,
+        ];
+        let mut map: HashMap<IdKey, usize> = HashMap::new();
+        for (i, id) in ids.iter().enumerate() {
+            let key = IdKey::new(id.as_bytes());
+            assert_eq!(key.as_bytes(), id.as_bytes());
+            assert_eq!(matches!(key, IdKey::Inline { .. }), id.len() <= INLINE_ID);
+            map.insert(key, i);
+        }
+        assert_eq!(map.len(), ids.len(), "no two ids are one key");
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(map.get(id.as_bytes()), Some(&i));
+        }
+        assert_eq!(map.get(b"evt_nwlh5boz2gu".as_slice()), None);
+    }
 
     #[test]
     fn a_window_is_final_once_the_watermark_reaches_its_end() {

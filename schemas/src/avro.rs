@@ -111,11 +111,14 @@ pub struct AvroReader<'a> {
 }
 
 impl<'a> AvroReader<'a> {
+    /// Reads `buf` from its first byte.
+    pub fn new(buf: &'a [u8]) -> Self {
+        AvroReader { buf, pos: 0 }
+    }
+
     /// The datum after `header`, or `None` if `bytes` does not start with it.
     fn single_object(bytes: &'a [u8], header: &[u8; 10]) -> Option<Self> {
-        bytes
-            .strip_prefix(header.as_slice())
-            .map(|buf| AvroReader { buf, pos: 0 })
+        bytes.strip_prefix(header.as_slice()).map(AvroReader::new)
     }
 
     /// The datum of a record of `header`'s schema; `Ok(None)` when `bytes` is not
