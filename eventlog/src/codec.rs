@@ -64,11 +64,6 @@ pub enum DecodeError {
     Corrupt(&'static str),
 }
 
-/// The bytes [`encode_batch`] writes for `records`.
-pub fn encoded_len(records: &[Record]) -> usize {
-    BATCH_HEADER_LEN + 4 + records.iter().map(record_len).sum::<usize>()
-}
-
 /// The bytes one record takes in a batch.
 fn record_len(r: &Record) -> usize {
     18 + r.key.as_ref().map_or(0, |k| k.len())
@@ -80,7 +75,7 @@ fn record_len(r: &Record) -> usize {
 }
 
 /// How many of `records`, from the first, make a batch of at most `max_bytes`, and
-/// the bytes of that batch: at least one record, however large it is.
+/// the bytes [`encode_batch`] writes for them: at least one record, however large.
 pub fn batch_prefix(records: &[Record], max_bytes: usize) -> (usize, usize) {
     let mut bytes = BATCH_HEADER_LEN + 4;
     let mut n = 0;
@@ -95,10 +90,10 @@ pub fn batch_prefix(records: &[Record], max_bytes: usize) -> (usize, usize) {
     (n, bytes)
 }
 
+/// Appends the batch of `records` to `out`. The caller reserves its size
+/// ([`batch_prefix`] gives it) where it matters: growing the buffer record by record
+/// copies it again at each doubling.
 pub fn encode_batch(base_offset: u64, records: &[Record], out: &mut Vec<u8>) {
-    // Reserved at once: growing the buffer record by record copied it again at each
-    // doubling.
-    out.reserve(encoded_len(records));
     let start = out.len();
     out.extend_from_slice(&base_offset.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // length and crc, filled below
@@ -298,7 +293,11 @@ mod tests {
         assert_eq!(h.total_len, buf.len());
         assert_eq!(out[0], (7, records[0].clone()));
         assert_eq!(out[1], (8, records[1].clone()));
-        assert_eq!(encoded_len(&records), buf.len(), "the reservation is exact");
+        assert_eq!(
+            batch_prefix(&records, usize::MAX),
+            (records.len(), buf.len()),
+            "the reservation is exact"
+        );
     }
 
     #[test]

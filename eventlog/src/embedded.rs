@@ -592,6 +592,7 @@ impl PartitionWriter {
             )));
         }
         self.buf.clear();
+        self.buf.reserve(bytes);
         codec::encode_batch(self.next_offset, records, &mut self.buf);
         let log_path = self.dir.join(segment_name(self.segment_base, "log"));
         self.log.write_all(&self.buf).io("append to", log_path)

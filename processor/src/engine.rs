@@ -404,13 +404,14 @@ enum IdKey {
 
 impl IdKey {
     fn new(id: &[u8]) -> Self {
-        match u8::try_from(id.len()) {
-            Ok(len) if id.len() <= INLINE_ID => {
-                let mut bytes = [0u8; INLINE_ID];
-                bytes[..id.len()].copy_from_slice(id);
-                IdKey::Inline { len, bytes }
-            }
-            _ => IdKey::Heap(id.into()),
+        if id.len() > INLINE_ID {
+            return IdKey::Heap(id.into());
+        }
+        let mut bytes = [0u8; INLINE_ID];
+        bytes[..id.len()].copy_from_slice(id);
+        IdKey::Inline {
+            len: id.len() as u8,
+            bytes,
         }
     }
 

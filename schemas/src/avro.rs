@@ -62,6 +62,7 @@ impl<'a> AvroWriter<'a> {
     }
 
     /// `long` (and `int`): zig-zag, then a base-128 varint.
+    #[inline]
     pub fn long(&mut self, v: i64) -> &mut Self {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {
