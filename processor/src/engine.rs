@@ -12,7 +12,7 @@ use eventlog::{Bytes, HeaderName, Log, PartitionReader, Record, StoredRecord};
 use schemas::event::{parse_event, validate_event};
 use schemas::master::apply_master_rules;
 use schemas::speed::{
-    DailyMessage, LateMessage, Lineage, LineageBuilder, SilverMessage, UsageTotals, WINDOW_MICROS,
+    DailyMessage, LateMessage, RawPosition, SilverMessage, UsageTotals, WINDOW_MICROS,
     window_starts, write_window_avro,
 };
 use schemas::{BronzeEvent, MasterTables, Outcome, Reason, SeenKeys, Source};
@@ -203,7 +203,6 @@ struct Partition<R> {
     /// Final windows whose state a commit wrote: deleted at the next commit.
     closed_windows: Vec<WindowKey>,
     days: HashMap<DayKey, UsageTotals>,
-    lineage: LineageBuilder,
     /// The records of the last poll, emptied: kept for its allocation.
     polled: Vec<StoredRecord>,
 }
@@ -512,18 +511,6 @@ fn out_key(topic: &str, p: u32) -> String {
     format!("out/{topic}/{p}")
 }
 
-fn lineage(b: &mut LineageBuilder, rec: &StoredRecord, topic: &'static str, p: u32) -> Lineage {
-    let r = &rec.record;
-    b.lineage(
-        r.header("source_file"),
-        r.header("line_no"),
-        topic,
-        p,
-        rec.offset,
-        r.timestamp_ms,
-    )
-}
-
 /// The keys and values of the output records, written one after another into
 /// shared chunks of memory: a record costs no allocation of its own (each took
 /// three before: its key, its value, and the value's conversion to `Bytes`). A chunk
@@ -712,7 +699,6 @@ impl<'a, L: Log> Processor<'a, L> {
                 dirty_windows: HashSet::new(),
                 closed_windows: Vec::new(),
                 days: HashMap::new(),
-                lineage: LineageBuilder::default(),
                 polled: Vec::new(),
             });
         }
@@ -972,7 +958,11 @@ impl<'a, L: Log> Processor<'a, L> {
         let msg = SilverMessage {
             event,
             flags,
-            lineage: lineage(&mut self.parts[i].lineage, &rec, topic, p),
+            lineage: RawPosition {
+                partition: p,
+                offset: rec.offset,
+                ingest_ms: rec.record.timestamp_ms,
+            },
         };
         let r = self
             .records

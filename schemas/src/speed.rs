@@ -149,32 +149,63 @@ impl LineageBuilder {
 pub struct SilverMessage {
     pub event: SilverEvent,
     pub flags: EventFlags,
-    pub lineage: Lineage,
+    pub lineage: RawPosition,
+}
+
+/// Where a silver record came from: its record in `raw.usage_events`, whose
+/// `source_file` and `line_no` headers name the landing file and line. (Silver
+/// records carried both, and the raw topic's name, until the second version of
+/// their schema: about a fifth of their bytes, the same for every event of a file.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawPosition {
+    pub partition: u32,
+    pub offset: u64,
+    /// When the raw record entered the log (its timestamp), UTC ms.
+    pub ingest_ms: i64,
 }
 
 /// What a reader of `silver.usage_events` needs of a record: the event, its flags
 /// and the raw offset it came from.
 pub type SilverParts = (SilverEvent, EventFlags, u64);
 
+/// The fields the two versions of the silver schema share: the event and its flags.
+macro_rules! silver_event_and_flags {
+    () => {
+        concat!(
+        r#"{"name":"event","type":{"name":"usage_pipeline.SilverEvent","type":"record","fields":["#,
+        r#"{"name":"event_id","type":"string"},{"name":"ts_micros","type":"long"},"#,
+        r#"{"name":"usage_date","type":"int"},{"name":"org_id","type":"string"},"#,
+        r#"{"name":"resource_id","type":"string"},{"name":"service","type":"string"},"#,
+        r#"{"name":"region","type":"string"},{"name":"metric","type":"string"},"#,
+        r#"{"name":"value","type":["null","double"]},{"name":"unit","type":"string"},"#,
+        r#"{"name":"cost_usd","type":"double"},{"name":"schema_version","type":"int"},"#,
+        r#"{"name":"carbon_kg","type":["null","double"]},{"name":"genai_tokens","type":["null","long"]},"#,
+        r#"{"name":"org_name","type":"string"},{"name":"industry","type":"string"},"#,
+        r#"{"name":"plan_tier","type":"string"},{"name":"hq_region","type":"string"},"#,
+        r#"{"name":"resource_state","type":"string"},{"name":"resource_created_at","type":"int"}]}},"#,
+        r#"{"name":"flags","type":{"name":"usage_pipeline.EventFlags","type":"record","fields":["#,
+        r#"{"name":"unit_imputed","type":"boolean"},{"name":"cost_negative","type":"boolean"},"#,
+        r#"{"name":"cost_spike","type":"boolean"},{"name":"tokens_misplaced","type":"boolean"},"#,
+        r#"{"name":"before_resource","type":"boolean"}]}},"#,
+        )
+    };
+}
+
 /// The Parsing Canonical Form of `schemas/avro/silver_usage_event.avsc`, the schema
 /// `silver.usage_events` records are written in (a test holds the two equal).
 pub const SILVER_AVRO_SCHEMA: &str = concat!(
     r#"{"name":"usage_pipeline.SilverUsageEvent","type":"record","fields":["#,
-    r#"{"name":"event","type":{"name":"usage_pipeline.SilverEvent","type":"record","fields":["#,
-    r#"{"name":"event_id","type":"string"},{"name":"ts_micros","type":"long"},"#,
-    r#"{"name":"usage_date","type":"int"},{"name":"org_id","type":"string"},"#,
-    r#"{"name":"resource_id","type":"string"},{"name":"service","type":"string"},"#,
-    r#"{"name":"region","type":"string"},{"name":"metric","type":"string"},"#,
-    r#"{"name":"value","type":["null","double"]},{"name":"unit","type":"string"},"#,
-    r#"{"name":"cost_usd","type":"double"},{"name":"schema_version","type":"int"},"#,
-    r#"{"name":"carbon_kg","type":["null","double"]},{"name":"genai_tokens","type":["null","long"]},"#,
-    r#"{"name":"org_name","type":"string"},{"name":"industry","type":"string"},"#,
-    r#"{"name":"plan_tier","type":"string"},{"name":"hq_region","type":"string"},"#,
-    r#"{"name":"resource_state","type":"string"},{"name":"resource_created_at","type":"int"}]}},"#,
-    r#"{"name":"flags","type":{"name":"usage_pipeline.EventFlags","type":"record","fields":["#,
-    r#"{"name":"unit_imputed","type":"boolean"},{"name":"cost_negative","type":"boolean"},"#,
-    r#"{"name":"cost_spike","type":"boolean"},{"name":"tokens_misplaced","type":"boolean"},"#,
-    r#"{"name":"before_resource","type":"boolean"}]}},"#,
+    silver_event_and_flags!(),
+    r#"{"name":"lineage","type":{"name":"usage_pipeline.RawPosition","type":"record","fields":["#,
+    r#"{"name":"partition","type":"long"},{"name":"offset","type":"long"},"#,
+    r#"{"name":"ingest_ms","type":"long"}]}}]}"#,
+);
+
+/// The first version of the schema (`schemas/avro/silver_usage_event.v1.avsc`), its
+/// lineage with the landing file, the line and the raw topic's name: still read.
+pub const SILVER_AVRO_SCHEMA_V1: &str = concat!(
+    r#"{"name":"usage_pipeline.SilverUsageEvent","type":"record","fields":["#,
+    silver_event_and_flags!(),
     r#"{"name":"lineage","type":{"name":"usage_pipeline.Lineage","type":"record","fields":["#,
     r#"{"name":"source_file","type":["null","string"]},{"name":"line_no","type":["null","long"]},"#,
     r#"{"name":"topic","type":"string"},{"name":"partition","type":"long"},"#,
@@ -183,6 +214,8 @@ pub const SILVER_AVRO_SCHEMA: &str = concat!(
 
 /// What every record of [`SILVER_AVRO_SCHEMA`] starts with.
 const SILVER_AVRO_HEADER: [u8; 10] = crate::avro::header(SILVER_AVRO_SCHEMA);
+/// And every record of [`SILVER_AVRO_SCHEMA_V1`].
+const SILVER_AVRO_HEADER_V1: [u8; 10] = crate::avro::header(SILVER_AVRO_SCHEMA_V1);
 
 /// A derived record (`silver.usage_events`, `speed.usage_windows`) that cannot be
 /// read.
@@ -194,16 +227,6 @@ pub enum RecordReadError {
     OtherSchema(&'static str, u64),
     #[error("JSON record: {0}")]
     Json(#[from] serde_json::Error),
-}
-
-/// A lineage read from an Avro record, borrowing its strings.
-struct LineageRef<'a> {
-    source_file: Option<&'a str>,
-    line_no: Option<i64>,
-    topic: &'a str,
-    partition: u32,
-    offset: u64,
-    ingest_ms: i64,
 }
 
 impl SilverMessage {
@@ -242,14 +265,9 @@ impl SilverMessage {
         for v in f.values() {
             w.boolean(v);
         }
-        w.optional(l.source_file.as_deref(), |w, s| {
-            w.string(s);
-        })
-        .optional(l.line_no, long)
-        .string(&l.topic)
-        .long(l.partition.into())
-        .long(l.offset as i64)
-        .long(l.ingest_ms);
+        w.long(l.partition.into())
+            .long(l.offset as i64)
+            .long(l.ingest_ms);
     }
 
     /// What the compactor needs of a record: the event, its flags and the raw offset.
@@ -267,30 +285,28 @@ impl SilverMessage {
     /// The whole record, as [`read`](Self::read) reads it.
     pub fn decode(bytes: &[u8]) -> Result<SilverMessage, RecordReadError> {
         match Self::read_avro(bytes)? {
-            Some((event, flags, l)) => Ok(SilverMessage {
+            Some((event, flags, lineage)) => Ok(SilverMessage {
                 event,
                 flags,
-                lineage: Lineage {
-                    source_file: l.source_file.map(Arc::from),
-                    line_no: l.line_no,
-                    topic: l.topic.to_owned().into(),
-                    partition: l.partition,
-                    offset: l.offset,
-                    ingest_ms: l.ingest_ms,
-                },
+                lineage,
             }),
             None => Ok(serde_json::from_slice(bytes)?),
         }
     }
 
-    /// `Ok(None)` when `bytes` is not Avro single-object encoded at all.
+    /// `Ok(None)` when `bytes` is not Avro single-object encoded at all. Records of
+    /// either version of the schema are read; of the first one's lineage, what the
+    /// second keeps.
     fn read_avro(
         bytes: &[u8],
-    ) -> Result<Option<(SilverEvent, EventFlags, LineageRef<'_>)>, RecordReadError> {
-        let Some(mut r) = crate::avro::AvroReader::of_schema(bytes, &SILVER_AVRO_HEADER)
-            .map_err(|fp| RecordReadError::OtherSchema("silver", fp))?
-        else {
-            return Ok(None);
+    ) -> Result<Option<(SilverEvent, EventFlags, RawPosition)>, RecordReadError> {
+        let (mut r, v1) = match crate::avro::AvroReader::of_schema(bytes, &SILVER_AVRO_HEADER) {
+            Ok(Some(r)) => (r, false),
+            Ok(None) => return Ok(None),
+            Err(fp) => match crate::avro::AvroReader::of_schema(bytes, &SILVER_AVRO_HEADER_V1) {
+                Ok(Some(r)) => (r, true),
+                _ => return Err(RecordReadError::OtherSchema("silver", fp)),
+            },
         };
         let mut read = || -> Option<_> {
             let text = |r: &mut crate::avro::AvroReader<'_>| r.string().map(str::to_owned);
@@ -328,10 +344,13 @@ impl SilverMessage {
                 tokens_misplaced: r.boolean()?,
                 before_resource: r.boolean()?,
             };
-            let lineage = LineageRef {
-                source_file: r.optional(|r| r.string())?,
-                line_no: r.optional(|r| r.long())?,
-                topic: r.string()?,
+            if v1 {
+                // source_file, line_no and the raw topic's name.
+                r.optional(|r| r.string())?;
+                r.optional(|r| r.long())?;
+                r.string()?;
+            }
+            let lineage = RawPosition {
                 partition: r.long()?.try_into().ok()?,
                 offset: r.long()?.try_into().ok()?,
                 ingest_ms: r.long()?,
@@ -721,10 +740,7 @@ mod tests {
                 tokens_misplaced: b & 8 != 0,
                 before_resource: b & 16 != 0,
             };
-            let lineage = Lineage {
-                source_file: (b & 32 != 0).then(|| "events/part-1.jsonl".into()),
-                line_no: (b & 64 != 0).then(|| (next() % 1000) as i64),
-                topic: "raw.usage_events".into(),
+            let lineage = RawPosition {
                 partition: (next() % 4) as u32,
                 offset: next() >> 1,
                 ingest_ms: next() as i64,
@@ -770,6 +786,56 @@ mod tests {
         ));
     }
 
+    /// `m` as the first version of the schema wrote it: the same event and flags,
+    /// then a lineage with a landing file, a line and the raw topic's name.
+    fn write_v1(m: &SilverMessage, source_file: Option<&str>, line_no: Option<i64>) -> Vec<u8> {
+        let mut v2 = Vec::new();
+        m.write_avro(&mut v2);
+        let mut position = Vec::new();
+        crate::avro::AvroWriter::new(&mut position)
+            .long(m.lineage.partition.into())
+            .long(m.lineage.offset as i64)
+            .long(m.lineage.ingest_ms);
+        let event_and_flags = &v2[SILVER_AVRO_HEADER.len()..v2.len() - position.len()];
+        let mut v1 = SILVER_AVRO_HEADER_V1.to_vec();
+        v1.extend_from_slice(event_and_flags);
+        crate::avro::AvroWriter::new(&mut v1)
+            .optional(source_file, |w, s| {
+                w.string(s);
+            })
+            .optional(line_no, |w, n| {
+                w.long(n);
+            })
+            .string("raw.usage_events");
+        v1.extend_from_slice(&position);
+        v1
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn silver_records_of_the_first_schema_are_still_read() {
+        for (k, m) in messages(1000).enumerate() {
+            let file = (k % 2 == 0).then_some("usage_events_stream/events_part_0001.jsonl");
+            let line = (k % 3 != 0).then_some(k as i64);
+            let v1 = write_v1(&m, file, line);
+            assert_eq!(&v1[..10], &SILVER_AVRO_HEADER_V1);
+            let back = SilverMessage::decode(&v1).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{m:?}"));
+            let (e, f, o) = SilverMessage::read(&v1).unwrap();
+            assert_eq!((e, f, o), (m.event.clone(), m.flags, m.lineage.offset));
+            // The second version is smaller by at least the raw topic's name.
+            let mut v2 = Vec::new();
+            m.write_avro(&mut v2);
+            assert!(v2.len() + 17 < v1.len(), "{} {}", v1.len(), v2.len());
+            for cut in [v1.len() - 1, v1.len() - 5, 11] {
+                assert!(SilverMessage::read(&v1[..cut]).is_err(), "{cut}");
+            }
+            let mut more = v1.clone();
+            more.push(0);
+            assert!(SilverMessage::read(&more).is_err());
+        }
+    }
+
     /// Another Avro implementation (the Apache project's) reads what the processor
     /// writes: the schema files' canonical forms are ours, and its reader finds our
     /// fingerprints in the headers and the same messages in the data.
@@ -781,6 +847,11 @@ mod tests {
         assert_eq!(schema.canonical_form(), SILVER_AVRO_SCHEMA);
         let fp = schema.fingerprint::<apache_avro::rabin::Rabin>();
         assert_eq!(fp.bytes, SILVER_AVRO_HEADER[2..].to_vec());
+        let v1 = apache_avro::Schema::parse_str(include_str!("../avro/silver_usage_event.v1.avsc"))
+            .unwrap();
+        assert_eq!(v1.canonical_form(), SILVER_AVRO_SCHEMA_V1);
+        let fp1 = v1.fingerprint::<apache_avro::rabin::Rabin>();
+        assert_eq!(fp1.bytes, SILVER_AVRO_HEADER_V1[2..].to_vec());
         let reader = apache_avro::GenericSingleObjectReader::new(schema).unwrap();
         let mut buf = Vec::new();
         for m in messages(200) {
@@ -841,12 +912,24 @@ mod tests {
         let m = SilverMessage {
             event: serde_json::from_str(r#"{"event_id":"e","ts_micros":1,"usage_date":0,"org_id":"o","resource_id":"r","service":"s","region":"g","metric":"m","value":null,"unit":"u","cost_usd":1.0,"schema_version":2,"carbon_kg":null,"genai_tokens":null,"org_name":"n","industry":"i","plan_tier":"p","hq_region":"h","resource_state":"a","resource_created_at":-1}"#).unwrap(),
             flags: EventFlags::default(),
-            lineage: LineageBuilder::default().lineage(None, None, "raw.usage_events", 0, 7, 0),
+            lineage: RawPosition {
+                partition: 0,
+                offset: 7,
+                ingest_ms: 0,
+            },
         };
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(SilverMessage::read(json.as_bytes()).unwrap().2, 7);
         let more = json.replacen(r#""event":{"#, r#""event":{"x":1,"#, 1);
         assert_eq!(SilverMessage::read(more.as_bytes()).unwrap().2, 7);
+        // The lineage earlier versions wrote, with the landing file, line and topic.
+        let old = json.replacen(
+            r#""lineage":{"#,
+            r#""lineage":{"source_file":"events/part-1.jsonl","line_no":3,"topic":"raw.usage_events","#,
+            1,
+        );
+        assert_ne!(old, json);
+        assert_eq!(SilverMessage::decode(old.as_bytes()).unwrap(), m);
         let less = json.replacen(r#","unit":"u""#, "", 1);
         assert!(SilverMessage::read(less.as_bytes()).is_err());
         assert!(SilverMessage::read(&json.as_bytes()[..json.len() - 1]).is_err());

@@ -161,12 +161,25 @@ fn sample_gives_the_known_counts_and_windows_equal_an_independent_computation() 
     ] {
         assert!(!e[field].is_null(), "{field}");
     }
-    assert!(
-        silver[0]["lineage"]["source_file"]
-            .as_str()
-            .unwrap()
-            .ends_with(".jsonl")
-    );
+    // Each silver record points at the raw record it came from: the same event, and
+    // that record names its landing file and line.
+    let raw = read_topic(&log, "raw.usage_events");
+    for m in &silver {
+        let p = m["lineage"]["partition"].as_u64().unwrap() as u32;
+        let offset = m["lineage"]["offset"].as_u64().unwrap();
+        let k = raw[&p]
+            .binary_search_by_key(&offset, |r| r.offset)
+            .unwrap_or_else(|_| panic!("no raw record at {p}/{offset}"));
+        let r = &raw[&p][k];
+        let line: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+        assert_eq!(line["event_id"], m["event"]["event_id"]);
+        assert_eq!(
+            m["lineage"]["ingest_ms"].as_i64().unwrap(),
+            r.record.timestamp_ms
+        );
+        assert!(header(r, "source_file").ends_with(".jsonl"));
+        assert!(header(r, "line_no").parse::<u64>().unwrap() >= 1);
+    }
 }
 
 #[test]
