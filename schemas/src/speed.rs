@@ -172,21 +172,21 @@ pub type SilverParts = (SilverEvent, EventFlags, u64);
 macro_rules! silver_event_and_flags {
     () => {
         concat!(
-        r#"{"name":"event","type":{"name":"usage_pipeline.SilverEvent","type":"record","fields":["#,
-        r#"{"name":"event_id","type":"string"},{"name":"ts_micros","type":"long"},"#,
-        r#"{"name":"usage_date","type":"int"},{"name":"org_id","type":"string"},"#,
-        r#"{"name":"resource_id","type":"string"},{"name":"service","type":"string"},"#,
-        r#"{"name":"region","type":"string"},{"name":"metric","type":"string"},"#,
-        r#"{"name":"value","type":["null","double"]},{"name":"unit","type":"string"},"#,
-        r#"{"name":"cost_usd","type":"double"},{"name":"schema_version","type":"int"},"#,
-        r#"{"name":"carbon_kg","type":["null","double"]},{"name":"genai_tokens","type":["null","long"]},"#,
-        r#"{"name":"org_name","type":"string"},{"name":"industry","type":"string"},"#,
-        r#"{"name":"plan_tier","type":"string"},{"name":"hq_region","type":"string"},"#,
-        r#"{"name":"resource_state","type":"string"},{"name":"resource_created_at","type":"int"}]}},"#,
-        r#"{"name":"flags","type":{"name":"usage_pipeline.EventFlags","type":"record","fields":["#,
-        r#"{"name":"unit_imputed","type":"boolean"},{"name":"cost_negative","type":"boolean"},"#,
-        r#"{"name":"cost_spike","type":"boolean"},{"name":"tokens_misplaced","type":"boolean"},"#,
-        r#"{"name":"before_resource","type":"boolean"}]}},"#,
+            r#"{"name":"event","type":{"name":"usage_pipeline.SilverEvent","type":"record","fields":["#,
+            r#"{"name":"event_id","type":"string"},{"name":"ts_micros","type":"long"},"#,
+            r#"{"name":"usage_date","type":"int"},{"name":"org_id","type":"string"},"#,
+            r#"{"name":"resource_id","type":"string"},{"name":"service","type":"string"},"#,
+            r#"{"name":"region","type":"string"},{"name":"metric","type":"string"},"#,
+            r#"{"name":"value","type":["null","double"]},{"name":"unit","type":"string"},"#,
+            r#"{"name":"cost_usd","type":"double"},{"name":"schema_version","type":"int"},"#,
+            r#"{"name":"carbon_kg","type":["null","double"]},{"name":"genai_tokens","type":["null","long"]},"#,
+            r#"{"name":"org_name","type":"string"},{"name":"industry","type":"string"},"#,
+            r#"{"name":"plan_tier","type":"string"},{"name":"hq_region","type":"string"},"#,
+            r#"{"name":"resource_state","type":"string"},{"name":"resource_created_at","type":"int"}]}},"#,
+            r#"{"name":"flags","type":{"name":"usage_pipeline.EventFlags","type":"record","fields":["#,
+            r#"{"name":"unit_imputed","type":"boolean"},{"name":"cost_negative","type":"boolean"},"#,
+            r#"{"name":"cost_spike","type":"boolean"},{"name":"tokens_misplaced","type":"boolean"},"#,
+            r#"{"name":"before_resource","type":"boolean"}]}},"#,
         )
     };
 }
