@@ -29,6 +29,7 @@ use bytes::Bytes;
 use crate::codec::{self, BATCH_HEADER_LEN, DecodeError};
 use crate::error::IoContext;
 use crate::index::{self, IndexEntry};
+use crate::reuse::ReusedBuffers;
 use crate::{Error, FsyncPolicy, Log, LogConfig, PartitionReader, Record, Result, StoredRecord};
 
 const TOPIC_META: &str = "topic.json";
@@ -820,16 +821,21 @@ fn scan_end(dir: &Path, topic: &str, partition: u32) -> Result<u64> {
 }
 
 /// The buffers a reader reads batches into, each reused once every record of the
-/// batch it held has been dropped. Batches are about a megabyte, over the allocator's
-/// "huge" size: allocated afresh for each one, they were memory the allocator took
-/// from the kernel and the kernel zeroed (7% of the compactor's CPU samples at 1M
-/// events). At most [`Self::KEPT`] are kept; a batch that finds none free gets a new
-/// one, which replaces the oldest. A buffer is zeroed before each read (safe code
-/// cannot read into uninitialized memory), which costs far less than the page
-/// faults it replaces.
-#[derive(Default)]
+/// batch it held has been dropped ([`ReusedBuffers`]). Batches are about a megabyte,
+/// over the allocator's "huge" size: allocated afresh for each one, they were memory
+/// the kernel faulted in and zeroed (7% of the compactor's CPU samples at 1M events).
+/// A buffer is zeroed before each read (safe code cannot read into uninitialized
+/// memory), which costs far less than the page faults it replaces.
 struct BatchBuffers {
-    kept: std::collections::VecDeque<bytes::BytesMut>,
+    kept: ReusedBuffers,
+}
+
+impl Default for BatchBuffers {
+    fn default() -> Self {
+        BatchBuffers {
+            kept: ReusedBuffers::new(Self::KEPT),
+        }
+    }
 }
 
 impl BatchBuffers {
@@ -839,22 +845,15 @@ impl BatchBuffers {
 
     /// The `len` bytes at `position` of `file`.
     fn read_at(&mut self, file: &File, position: u64, len: usize) -> std::io::Result<Bytes> {
-        let i = match self.kept.iter_mut().position(|b| b.try_reclaim(len)) {
-            Some(i) => i,
-            None => {
-                if self.kept.len() >= Self::KEPT {
-                    self.kept.pop_front();
-                }
-                // Rounded up, so that the next batches, seldom of the same size, fit.
-                let bytes = len.max(Self::MIN_BYTES).next_power_of_two();
-                self.kept.push_back(bytes::BytesMut::with_capacity(bytes));
-                self.kept.len() - 1
-            }
-        };
-        let buf = &mut self.kept[i];
+        // Rounded up, so that the next batches, seldom of the same size, fit.
+        let mut buf = self
+            .kept
+            .take(len, len.max(Self::MIN_BYTES).next_power_of_two());
         buf.resize(len, 0);
-        file.read_exact_at(buf, position)?;
-        Ok(buf.split_to(len).freeze())
+        file.read_exact_at(&mut buf, position)?;
+        let batch = buf.split_to(len).freeze();
+        self.kept.keep(buf);
+        Ok(batch)
     }
 }
 

@@ -15,6 +15,7 @@ mod error;
 pub mod hooked;
 pub mod index;
 pub mod kafka;
+pub mod reuse;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ pub use config::{PipelineConfig, partition_for};
 pub use embedded::{EmbeddedLog, EmbeddedReader, try_lock_with_grace, write_atomic};
 pub use error::{Error, IoContext, Result};
 pub use kafka::{KafkaConfig, KafkaLog, KafkaReader};
+pub use reuse::ReusedBuffers;
 
 /// A header name: usually one of a few static names, so no allocation per record.
 pub type HeaderName = Cow<'static, str>;

@@ -2,13 +2,13 @@
 //! the watermark; one atomic commit per batch.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use eventlog::{Bytes, HeaderName, Log, PartitionReader, Record, StoredRecord};
+use eventlog::{Bytes, HeaderName, Log, PartitionReader, Record, ReusedBuffers, StoredRecord};
 use schemas::event::{parse_event, validate_event};
 use schemas::master::apply_master_rules;
 use schemas::speed::{
@@ -524,7 +524,7 @@ struct RecordWriter {
     chunk: BytesMut,
     /// Chunks filled earlier, oldest first: the oldest is the first whose records a
     /// commit has appended and dropped.
-    filled: VecDeque<BytesMut>,
+    filled: ReusedBuffers,
     scratch: Vec<u8>,
 }
 
@@ -538,32 +538,20 @@ impl RecordWriter {
     fn new() -> Self {
         RecordWriter {
             chunk: BytesMut::with_capacity(RECORD_CHUNK),
-            filled: VecDeque::new(),
+            filled: ReusedBuffers::new(FILLED_CHUNKS),
             scratch: Vec::with_capacity(1024),
         }
     }
 
-    /// Room for `need` more bytes: the current chunk, else the oldest filled one if
-    /// none of its records is alive any more, else a new one.
+    /// Room for `need` more bytes: the current chunk, else a filled one none of whose
+    /// records is alive any more, else a new one.
     fn room(&mut self, need: usize) {
         if self.chunk.capacity() - self.chunk.len() >= need {
             return;
         }
-        let want = need.max(RECORD_CHUNK);
         let full = std::mem::replace(&mut self.chunk, BytesMut::new());
-        self.filled.push_back(full);
-        let free = self
-            .filled
-            .front_mut()
-            .is_some_and(|oldest| oldest.try_reclaim(want));
-        self.chunk = if free {
-            self.filled.pop_front().unwrap_or_default()
-        } else {
-            BytesMut::with_capacity(want)
-        };
-        if self.filled.len() > FILLED_CHUNKS {
-            self.filled.pop_front();
-        }
+        self.filled.keep(full);
+        self.chunk = self.filled.take(need, RECORD_CHUNK);
     }
 
     /// A record whose value `write` writes (`write_avro`).
