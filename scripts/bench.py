@@ -4,13 +4,22 @@ prints Markdown tables for BENCHMARKS.md.
 
 Usage: scripts/bench.py [--sizes 1000000,10000000] [--runs 3] [--dir /tmp/usage-bench]
                         [--only replay,log,processor,latency,compactor,api,kafka]
-                        [--python PATH_TO_PYTHON_WITH_DUCKDB]
+                        [--python PATH_TO_PYTHON_WITH_DUCKDB] [--page-warmup GIB]
 
 For each size it generates a landing directory once (seed 1, 60 days, 80 orgs), then
 replays it into a fresh data directory `runs` times per order, with fsync every 100 ms,
 timing each run and reading its peak RSS from /usr/bin/time. A baseline measured in
 the same run: `cp` of the landing files into a fresh directory (the same bytes read
 and written once, with no parsing, framing or checksums). Medians are reported.
+
+`--page-warmup GIB` writes GIB GiB to a file and deletes it just before each timed
+processor and compactor run, and reports how fast those writes went. On a virtual
+machine whose free memory the host takes back (these machines), the first write to
+a page the guest freed a while ago costs a fault in the host: page-cache writes into
+such pages ran at about 0.2 GB/s here against 1.1-1.3 GB/s into pages freed a
+moment before. The warm-up puts the run where a machine in steady use is, its
+writes landing on pages used recently; without it (the default) the figures
+include that cost (see BENCHMARKS.md, "Fresh pages").
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, time
 
@@ -42,6 +51,35 @@ def timed_cpu(cmd, env=None):
     return secs, int(rss_kb) / 1024, float(user) + float(system)
 
 
+def warm_pages(args):
+    """With `--page-warmup`, writes that many GiB to a file in args.dir, deletes it
+    and syncs, so that the run that follows writes into pages the host has backed
+    recently; records the write speed (GB/s) in args.warmups."""
+    if args.page_warmup <= 0:
+        return
+    path = os.path.join(args.dir, "page-warmup")
+    chunk = bytes(1 << 20)
+    t = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(int(args.page_warmup * 1024)):
+            f.write(chunk)
+    secs = time.perf_counter() - t
+    os.unlink(path)
+    os.sync()
+    args.warmups.append(args.page_warmup * (1 << 30) / secs / 1e9)
+
+
+def warmup_note(args):
+    """A line under a table saying whether and how the runs were warmed up."""
+    if not args.warmups:
+        print("No page warm-up before the runs (`--page-warmup 0`).\n")
+    else:
+        ws = sorted(args.warmups)
+        print(f"Page warm-up of {args.page_warmup:g} GiB before each run: it was written at "
+              f"{ws[0]:.2f}-{ws[-1]:.2f} GB/s (median {statistics.median(ws):.2f}).\n")
+        args.warmups = []
+
+
 def dir_bytes(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
@@ -53,7 +91,9 @@ def main():
     ap.add_argument("--dir", default="/tmp/usage-bench")
     ap.add_argument("--only", default="replay,log,processor,latency,compactor")
     ap.add_argument("--python", default=os.path.expanduser("~/.cache/usage-pipeline/venv/bin/python"))
+    ap.add_argument("--page-warmup", type=float, default=0.0, metavar="GIB")
     args = ap.parse_args()
+    args.warmups = []
     only = set(args.only.split(","))
     subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace", "--bins", "--examples"],
                    cwd=ROOT, check=True)
@@ -177,6 +217,7 @@ def bench_processor(args):
                 shutil.rmtree(data, ignore_errors=True)
                 shutil.copytree(base, data)
                 env = dict(env, PIPELINE_DATA_DIR=data)
+                warm_pages(args)
                 secs, peak, cpu = timed_cpu([PROCESSOR, "--until-idle", "--metrics-addr", "127.0.0.1:0",
                                              "--threads", str(threads)], env)
                 for v, x in zip(r[threads], (secs, peak, cpu)):
@@ -195,6 +236,7 @@ def bench_processor(args):
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
+    warmup_note(args)
 
 
 # The daily mart as tests/duckdb/check_lake.py writes it, timed on the same silver files.
@@ -225,6 +267,7 @@ def bench_compactor(args):
                 if os.path.islink(p):
                     os.unlink(p)
                 shutil.rmtree(p, ignore_errors=True)
+            warm_pages(args)
             t = time.perf_counter()
             out = subprocess.run(["/usr/bin/time", "-f", "%M", COMPACTOR, "--once"], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -252,6 +295,7 @@ def bench_compactor(args):
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
+    warmup_note(args)
 
 
 def processed_data(args, size):
