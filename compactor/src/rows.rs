@@ -6,7 +6,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use schemas::arrow::{bronze_schema, quarantine_schema, silver_schema, timestamp_type};
 use schemas::speed::{LateMessage, Lineage, WindowMessage};
-use schemas::time::{date_to_days, days_to_date, micros_to_date};
+use schemas::time::{date_to_days, days_to_date, micros_to_days};
 use schemas::{BronzeRef, EventFlags, MasterFlags, MasterRecord, Reason, SilverEvent, Source};
 
 use crate::table::{Cell, TableSpec};
@@ -101,7 +101,7 @@ pub fn bronze_event_row<'a>(out: &mut Vec<Cell<'a>>, e: BronzeRef<'a>, l: &'a Li
     out.extend([
         Cell::Str(e.event_id),
         Cell::Ts(e.ts_micros),
-        micros_to_date(e.ts_micros).map_or(Cell::Null, days),
+        micros_to_days(e.ts_micros).map_or(Cell::Null, Cell::Date),
         Cell::from(e.org_id),
         Cell::from(e.resource_id),
         Cell::from(e.service),
@@ -174,8 +174,8 @@ impl DirNames {
 
     /// `date=…` of a timestamp.
     pub fn date_of_micros(&mut self, us: i64) -> &str {
-        match micros_to_date(us) {
-            Some(d) => self.date(date_to_days(d)),
+        match micros_to_days(us) {
+            Some(d) => self.date(d),
             None => "date=__HIVE_DEFAULT_PARTITION__",
         }
     }

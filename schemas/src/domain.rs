@@ -73,8 +73,10 @@ pub fn unit_of_metric(metric: &str) -> Option<&'static str> {
     METRICS.iter().position(|m| *m == metric).map(|i| UNITS[i])
 }
 
+/// Whether `value` is one of `allowed`. A value typed by [`categorical`] is the
+/// domain's own text, found by its address before any text is compared.
 pub fn is_one_of(value: &str, allowed: &[&str]) -> bool {
-    allowed.contains(&value)
+    allowed.iter().any(|a| std::ptr::eq(*a, value)) || allowed.contains(&value)
 }
 
 /// A categorical value: the domain's own `'static` text when `value` is one of
@@ -113,6 +115,19 @@ mod tests {
         assert_eq!(unit_of_metric("storage_gb_hours"), Some("gb_hours"));
         assert_eq!(unit_of_metric("count"), None);
         assert_eq!(unit_of_metric(""), None);
+    }
+
+    #[test]
+    fn membership_is_by_text_whatever_the_address() {
+        let borrowed = categorical("eu-west", &REGIONS);
+        assert!(is_one_of(&borrowed, &REGIONS));
+        let copy = String::from("eu-west");
+        assert!(is_one_of(&copy, &REGIONS));
+        assert!(!is_one_of("eu-west", &SERVICES));
+        // A prefix of a member shares its address, not its text.
+        assert!(!is_one_of(&REGIONS[4][..2], &REGIONS));
+        assert!(!is_one_of("mars-1", &REGIONS));
+        assert!(!is_one_of("", &REGIONS));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::domain::{self, unit_of_metric};
-use crate::time::{micros_to_date, parse_timestamp_micros};
+use crate::time::{micros_to_days, parse_timestamp_micros};
 use crate::written::{decimal_i64, finite_f64};
 use crate::{MasterData, Outcome, Reason, SeenKeys};
 
@@ -573,7 +573,7 @@ pub fn validate_event(
             reason: Reason::UnknownResource,
         };
     };
-    let Some(date) = micros_to_date(event.ts_micros) else {
+    let Some(usage_date) = micros_to_days(event.ts_micros) else {
         return Quarantined {
             reason: Reason::BadTimestamp,
         };
@@ -583,20 +583,21 @@ pub fn validate_event(
             reason: Reason::Duplicate,
         };
     }
+    let resource_created_at = crate::time::date_to_days(resource.created_at);
     let flags = EventFlags {
         unit_imputed: event.value.is_some() && event.unit.is_none(),
         cost_negative: event.cost_usd < NEGATIVE_COST_THRESHOLD,
         cost_spike: false,
         tokens_misplaced: event.genai_tokens.is_some()
             && (service != "genai" || event.schema_version == 1),
-        before_resource: date < resource.created_at,
+        before_resource: usage_date < resource_created_at,
     };
     // The line's own strings move into the record: each equals what it was checked
     // or looked up against (ids are exact keys of the master tables, domains exact
     // members), so only an imputed unit and the enrichment are new strings.
     let v2 = event.schema_version == 2;
     let record = SilverEvent {
-        usage_date: crate::time::date_to_days(date),
+        usage_date,
         org_id: event.org_id.unwrap_or_else(|| org.org_id.clone()),
         resource_id: event
             .resource_id
@@ -615,7 +616,7 @@ pub fn validate_event(
         plan_tier: org.plan_tier.clone(),
         hq_region: org.hq_region.clone(),
         resource_state: resource.state.clone(),
-        resource_created_at: crate::time::date_to_days(resource.created_at),
+        resource_created_at,
         event_id: event.event_id,
         ts_micros: event.ts_micros,
     };

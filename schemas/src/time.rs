@@ -93,6 +93,22 @@ pub fn micros_to_date(us: i64) -> Option<NaiveDate> {
     DateTime::<Utc>::from_timestamp_micros(us).map(|d| d.date_naive())
 }
 
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// `date_to_days` of chrono's first and last dates (a test holds them equal).
+const FIRST_DAY: i64 = -96_465_292;
+const LAST_DAY: i64 = 95_026_236;
+
+/// `micros_to_date(us).map(date_to_days)` without building the date: the day number of
+/// the UTC date of `us`, `None` where chrono has no date, as there. Every kept event
+/// takes this path; a division is cheaper than building a calendar date to count its
+/// days.
+pub fn micros_to_days(us: i64) -> Option<i32> {
+    let days = us.div_euclid(MICROS_PER_DAY);
+    (FIRST_DAY..=LAST_DAY)
+        .contains(&days)
+        .then_some(days as i32)
+}
+
 const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
     Some(d) => d,
     None => unreachable!(),
@@ -239,6 +255,39 @@ mod tests {
             h in 0u32..26, mi in 0u32..62, s in 0u32..62,
         ) {
             same_as_chrono(&format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"));
+        }
+    }
+
+    /// The day numbers of the dates `micros_to_date` reads, edges included: the
+    /// epoch, days before it (division rounds down), chrono's first and last days and
+    /// the times just outside them, and the ends of `i64`.
+    #[test]
+    fn micros_to_days_is_the_day_number_of_micros_to_date() {
+        assert_eq!(FIRST_DAY, i64::from(date_to_days(NaiveDate::MIN)));
+        assert_eq!(LAST_DAY, i64::from(date_to_days(NaiveDate::MAX)));
+        let mut cases = vec![i64::MIN, i64::MAX, 0, -1, 1, -MICROS_PER_DAY - 1];
+        for day in [-1, 0, 1, 20_300, FIRST_DAY, LAST_DAY, LAST_DAY + 1] {
+            let start = day * MICROS_PER_DAY;
+            cases.extend([start - 1, start, start + 1, start + MICROS_PER_DAY - 1]);
+        }
+        for us in cases {
+            assert_eq!(
+                micros_to_days(us),
+                micros_to_date(us).map(date_to_days),
+                "{us}"
+            );
+        }
+        assert_eq!(micros_to_days(-1), Some(-1));
+        assert_eq!(
+            micros_to_days(LAST_DAY * MICROS_PER_DAY + MICROS_PER_DAY),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_time_has_the_day_number_of_its_date(us in proptest::num::i64::ANY) {
+            proptest::prop_assert_eq!(micros_to_days(us), micros_to_date(us).map(date_to_days));
         }
     }
 
