@@ -126,7 +126,7 @@ impl Default for ProcessorConfig {
         ProcessorConfig {
             event_partitions: 4,
             lateness_micros: 10 * 60 * 1_000_000,
-            dedup_horizon_micros: 90 * 86_400 * 1_000_000,
+            dedup_horizon_micros: 90 * schemas::time::MICROS_PER_DAY,
             poll_records: 5_000,
             commit_records: 50_000,
             commit_interval: Duration::from_millis(10),

@@ -44,7 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = ProcessorConfig {
         event_partitions: config.log.event_partitions,
         lateness_micros: pc.lateness_seconds as i64 * 1_000_000,
-        dedup_horizon_micros: pc.dedup_horizon_days as i64 * 86_400 * 1_000_000,
+        dedup_horizon_micros: pc.dedup_horizon_days as i64 * schemas::time::MICROS_PER_DAY,
         poll_records: pc.poll_records.max(1),
         commit_records: pc.commit_records.max(1),
         commit_interval: Duration::from_millis(pc.commit_interval_ms),

@@ -93,7 +93,8 @@ pub fn micros_to_date(us: i64) -> Option<NaiveDate> {
     DateTime::<Utc>::from_timestamp_micros(us).map(|d| d.date_naive())
 }
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Microseconds in a day (UTC days: no leap seconds).
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// `date_to_days` of chrono's first and last dates (a test holds them equal).
 const FIRST_DAY: i64 = -96_465_292;
 const LAST_DAY: i64 = 95_026_236;
@@ -171,7 +172,7 @@ fn civil_from_days(days: i32) -> (i64, u32, u32) {
 
 /// Midnight UTC of a date, in microseconds.
 pub fn date_to_micros(d: NaiveDate) -> i64 {
-    i64::from(date_to_days(d)) * 86_400_000_000
+    i64::from(date_to_days(d)) * MICROS_PER_DAY
 }
 
 pub fn format_micros(us: i64) -> String {
