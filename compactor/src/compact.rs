@@ -212,11 +212,12 @@ fn parse_file_range(name: &str) -> Option<(&str, u64, u64)> {
     Some((topic, from.parse().ok()?, to.parse().ok()?))
 }
 
-/// The partitions with new records split into at most `groups` groups of about equal
-/// work (the largest first, each to the group with the fewest records so far):
-/// partitions keyed by org are uneven (69 to 119 MB at 1M events), and the run lasts
-/// as long as its largest group. Always all partitions when `groups` is 1.
-fn balanced_groups(new_records: &[u64], groups: usize) -> Vec<Vec<u32>> {
+/// The indexes of the items with work (event partitions by new records, services by
+/// bytes of silver files) split into at most `groups` groups of about equal work (the
+/// largest first, each to the group with the least so far): partitions keyed by org
+/// are uneven (69 to 119 MB at 1M events), and the run lasts as long as its largest
+/// group. Always all items when `groups` is 1.
+pub(crate) fn balanced_groups(new_records: &[u64], groups: usize) -> Vec<Vec<u32>> {
     let mut order: Vec<u32> = (0..new_records.len() as u32).collect();
     if groups <= 1 {
         return vec![order];
@@ -532,7 +533,13 @@ where
         let mut summary = RunSummary::default();
         let mut touched = BTreeSet::new();
 
+        let phase_done = |phase: &str, since: Instant| {
+            tracing::debug!(phase, seconds = since.elapsed().as_secs_f64(), "phase done");
+        };
+        let phase = Instant::now();
         let master = self.master(root, &old, &mut m, t, &mut touched, &mut summary)?;
+        phase_done("master data", phase);
+        let phase = Instant::now();
         self.events(
             root,
             &old,
@@ -543,17 +550,34 @@ where
             &mut touched,
             &mut summary,
         )?;
+        phase_done("usage events", phase);
+        let phase = Instant::now();
         self.speed(root, &old, &mut m, t, &mut touched, &mut summary)?;
+        phase_done("speed tables", phase);
+        let phase = Instant::now();
         summary.files_merged = self.merge(&touched)?;
+        phase_done("merges", phase);
         summary.compact_seconds = started.elapsed().as_secs_f64();
 
         let gold_started = Instant::now();
         let thresholds = old.spike_thresholds.clone();
-        let outcome = gold::compute(root, self.settings, &thresholds)?;
+        // The files written so far go to disk while gold is computed.
+        let outcome = std::thread::scope(|scope| -> Result<_> {
+            let early = scope.spawn(|| crate::lake::sync_early(root));
+            let outcome = gold::compute(root, self.settings, &thresholds).and_then(|o| {
+                gold::write_accounting(root, t.raw.iter().map(|(k, v)| (*k, v.iter().sum())))?;
+                Ok(o)
+            });
+            summary.gold_seconds = gold_started.elapsed().as_secs_f64();
+            let synced = early
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the early sync panicked")));
+            let outcome = outcome?;
+            synced?;
+            Ok(outcome)
+        })?;
         summary.spike_rewrites = outcome.rewritten_files;
         m.spike_thresholds = outcome.thresholds;
-        gold::write_accounting(root, t.raw.iter().map(|(k, v)| (*k, v.iter().sum())))?;
-        summary.gold_seconds = gold_started.elapsed().as_secs_f64();
 
         prune_empty_dirs(root)?;
         self.lake.commit(g, &m)?;

@@ -6,7 +6,7 @@
 //! only differ in which events they have seen.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -247,79 +247,153 @@ const SILVER_COLUMNS: [&str; 14] = [
     "plan_tier",
 ];
 
-/// Reads the whole silver history once: the daily mart's sums, and which files'
-/// `cost_spike` flags disagree with the thresholds `p99` (returned for rewriting).
-fn scan_silver(
-    root: &Path,
+/// The silver usage-event files of one service, each with its place in the path order
+/// of all of them (the order one thread would read them in).
+struct ServiceFiles {
+    service: String,
+    files: Vec<PathBuf>,
+    order: Vec<usize>,
+}
+
+/// The silver usage-event files, by service.
+fn silver_by_service(root: &Path) -> Result<Vec<ServiceFiles>> {
+    let mut by: BTreeMap<String, ServiceFiles> = BTreeMap::new();
+    let all = parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))?;
+    for (i, path) in all.into_iter().enumerate() {
+        let service = hive_value(&path, "service")
+            .with_context(|| format!("{}: no service= in its path", path.display()))?
+            .to_owned();
+        let sf = by.entry(service.clone()).or_insert_with(|| ServiceFiles {
+            service,
+            files: Vec::new(),
+            order: Vec::new(),
+        });
+        sf.files.push(path);
+        sf.order.push(i);
+    }
+    Ok(by.into_values().collect())
+}
+
+/// Threads for reading silver: one per core.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `f` on the services split into up to `groups` groups (one thread each) of
+/// about equal bytes of files; a service's files are all in one group, so what is
+/// summed per service is summed in the same order whatever the number of groups.
+/// The groups' results, in no particular order.
+fn per_service_group<R: Send>(
+    services: &[ServiceFiles],
+    groups: usize,
+    f: impl Fn(&[&ServiceFiles]) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let bytes: Vec<u64> = services
+        .iter()
+        .map(|sf| {
+            sf.files
+                .iter()
+                .map(|p| std::fs::metadata(p).map_or(1, |m| m.len().max(1)))
+                .sum()
+        })
+        .collect();
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = crate::compact::balanced_groups(&bytes, groups)
+            .into_iter()
+            .map(|g| {
+                let group: Vec<&ServiceFiles> = g.iter().map(|&i| &services[i as usize]).collect();
+                scope.spawn(move || f(&group))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a gold reader panicked")))
+            })
+            .collect()
+    })
+}
+
+/// What one thread read of some services' silver files.
+struct SilverScan {
+    /// Sums per (org, date, service), merged across input partitions.
+    daily: Vec<(String, i32, String, UsageTotals)>,
+    /// Each org's name, industry and plan tier from its first row, with the place of
+    /// that row's file in the order of all files.
+    attrs: HashMap<String, (usize, [String; 3])>,
+    /// Files whose `cost_spike` flags disagree with the thresholds.
+    stale: Vec<(usize, PathBuf)>,
+}
+
+fn scan_services(
+    group: &[&ServiceFiles],
     p99: &BTreeMap<String, f64>,
     factor: f64,
-) -> Result<(Vec<DailyRow>, Vec<std::path::PathBuf>)> {
+) -> Result<SilverScan> {
     let mut orgs = Interner::default();
     let mut services = Interner::default();
-    let mut attrs: HashMap<u32, [String; 3]> = HashMap::new();
+    let mut attrs: HashMap<u32, (usize, [String; 3])> = HashMap::new();
     // Sums per input partition first, each in offset order, then across partitions
     // in partition order: floating-point sums then do not depend on how the rows
     // were cut into files (one run or many, merged or not), and gold is the same
     // bytes whatever the history of the lake.
     let mut daily: HashMap<(u32, i32, u32, i32), UsageTotals> = HashMap::new();
     let mut stale = Vec::new();
-    for path in parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))? {
-        let service = hive_value(&path, "service")
-            .with_context(|| format!("{}: no service= in its path", path.display()))?
-            .to_owned();
-        let s = services.id(&service);
-        let threshold = p99.get(&service).copied();
-        let mut is_stale = false;
-        for b in read_parquet(&path, Some(&SILVER_COLUMNS))
-            .with_context(|| format!("read {}", path.display()))?
-        {
-            let org = strings(&b, "org_id")?;
-            let part = column(&b, "partition")?
-                .as_primitive_opt::<arrow_array::types::Int32Type>()
-                .context("column partition is not an int32")?;
-            let date = dates(&b, "usage_date")?;
-            let metric = strings(&b, "metric")?;
-            let value = f64s(&b, "value")?;
-            let cost = f64s(&b, "cost_usd")?;
-            let carbon = f64s(&b, "carbon_kg")?;
-            let tokens = i64s(&b, "genai_tokens")?;
-            let neg = bools(&b, "cost_negative")?;
-            let misplaced = bools(&b, "tokens_misplaced")?;
-            let (name, industry, tier) = (
-                strings(&b, "org_name")?,
-                strings(&b, "industry")?,
-                strings(&b, "plan_tier")?,
-            );
-            for i in 0..b.num_rows() {
-                let o = orgs.id(org.value(i));
-                attrs.entry(o).or_insert_with(|| {
-                    [
-                        name.value(i).to_owned(),
-                        industry.value(i).to_owned(),
-                        tier.value(i).to_owned(),
-                    ]
+    for sf in group {
+        let s = services.id(&sf.service);
+        let threshold = p99.get(&sf.service).copied();
+        for (&place, path) in sf.order.iter().zip(&sf.files) {
+            let mut is_stale = false;
+            for b in read_parquet(path, Some(&SILVER_COLUMNS))
+                .with_context(|| format!("read {}", path.display()))?
+            {
+                let org = strings(&b, "org_id")?;
+                let part = column(&b, "partition")?
+                    .as_primitive_opt::<arrow_array::types::Int32Type>()
+                    .context("column partition is not an int32")?;
+                let date = dates(&b, "usage_date")?;
+                let metric = strings(&b, "metric")?;
+                let value = f64s(&b, "value")?;
+                let cost = f64s(&b, "cost_usd")?;
+                let carbon = f64s(&b, "carbon_kg")?;
+                let tokens = i64s(&b, "genai_tokens")?;
+                let neg = bools(&b, "cost_negative")?;
+                let misplaced = bools(&b, "tokens_misplaced")?;
+                let (name, industry, tier) = (
+                    strings(&b, "org_name")?,
+                    strings(&b, "industry")?,
+                    strings(&b, "plan_tier")?,
+                );
+                for i in 0..b.num_rows() {
+                    let o = orgs.id(org.value(i));
+                    if attrs.get(&o).is_none_or(|(at, _)| place < *at) {
+                        let a = [name.value(i), industry.value(i), tier.value(i)];
+                        attrs.insert(o, (place, a.map(str::to_owned)));
+                    }
+                    daily
+                        .entry((o, date.value(i), s, part.value(i)))
+                        .or_default()
+                        .add_row(&MeasureRow {
+                            metric: metric.value(i),
+                            value: opt_f64(value, i),
+                            cost_usd: cost.value(i),
+                            cost_negative: neg.value(i),
+                            genai_tokens: opt_i64(tokens, i),
+                            tokens_misplaced: misplaced.value(i),
+                            carbon_kg: opt_f64(carbon, i),
+                        });
+                }
+                let spike = bools(&b, "cost_spike")?;
+                is_stale |= (0..b.num_rows()).any(|i| {
+                    let want = cost_spike_flag(cost.value(i), neg.value(i), threshold, factor);
+                    want != spike.value(i)
                 });
-                daily
-                    .entry((o, date.value(i), s, part.value(i)))
-                    .or_default()
-                    .add_row(&MeasureRow {
-                        metric: metric.value(i),
-                        value: opt_f64(value, i),
-                        cost_usd: cost.value(i),
-                        cost_negative: neg.value(i),
-                        genai_tokens: opt_i64(tokens, i),
-                        tokens_misplaced: misplaced.value(i),
-                        carbon_kg: opt_f64(carbon, i),
-                    });
             }
-            let spike = bools(&b, "cost_spike")?;
-            is_stale |= (0..b.num_rows()).any(|i| {
-                let want = cost_spike_flag(cost.value(i), neg.value(i), threshold, factor);
-                want != spike.value(i)
-            });
-        }
-        if is_stale {
-            stale.push(path);
+            if is_stale {
+                stale.push((place, path.clone()));
+            }
         }
     }
     let mut by_partition: Vec<_> = daily.into_iter().collect();
@@ -331,14 +405,53 @@ fn scan_silver(
             _ => merged.push(((o, date, s), t)),
         }
     }
-    let mut rows: Vec<DailyRow> = merged
+    let name = |names: &[String], i: u32| names[i as usize].clone();
+    Ok(SilverScan {
+        daily: merged
+            .into_iter()
+            .map(|((o, date, s), t)| (name(&orgs.names, o), date, name(&services.names, s), t))
+            .collect(),
+        attrs: attrs
+            .into_iter()
+            .map(|(o, a)| (name(&orgs.names, o), a))
+            .collect(),
+        stale,
+    })
+}
+
+/// Reads the whole silver history once, the services split over the cores: the daily
+/// mart's sums, and which files' `cost_spike` flags disagree with the thresholds
+/// `p99` (returned for rewriting).
+fn scan_silver(
+    services: &[ServiceFiles],
+    p99: &BTreeMap<String, f64>,
+    factor: f64,
+    groups: usize,
+) -> Result<(Vec<DailyRow>, Vec<PathBuf>)> {
+    let mut attrs: HashMap<String, (usize, [String; 3])> = HashMap::new();
+    let mut daily = Vec::new();
+    let mut stale = Vec::new();
+    for scan in per_service_group(services, groups, |g| scan_services(g, p99, factor))? {
+        for (org, a) in scan.attrs {
+            if attrs.get(&org).is_none_or(|(at, _)| a.0 < *at) {
+                attrs.insert(org, a);
+            }
+        }
+        daily.extend(scan.daily);
+        stale.extend(scan.stale);
+    }
+    stale.sort_unstable_by_key(|(place, _)| *place);
+    let mut rows: Vec<DailyRow> = daily
         .into_iter()
-        .map(|((o, date, s), totals)| {
-            let [org_name, industry, plan_tier] = attrs.get(&o).cloned().unwrap_or_default();
+        .map(|(org_id, usage_date, service, totals)| {
+            let [org_name, industry, plan_tier] = attrs
+                .get(&org_id)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default();
             DailyRow {
-                org_id: orgs.names[o as usize].clone(),
-                usage_date: date,
-                service: services.names[s as usize].clone(),
+                org_id,
+                usage_date,
+                service,
                 org_name,
                 industry,
                 plan_tier,
@@ -349,7 +462,7 @@ fn scan_silver(
     rows.sort_by(|a, b| {
         (a.usage_date, &a.org_id, &a.service).cmp(&(b.usage_date, &b.org_id, &b.service))
     });
-    Ok((rows, stale))
+    Ok((rows, stale.into_iter().map(|(_, p)| p).collect()))
 }
 
 /// `cost_spike` (SPEC section 4) for one silver batch of one service: cost above
@@ -377,16 +490,10 @@ pub fn p99_by_service(costs: &mut BTreeMap<String, Vec<f64>>) -> BTreeMap<String
 
 /// The p99 (`percentile_cont`) of each service's kept, non-negative event costs over
 /// the whole silver history: exact, read from the files in a few passes of the cost
-/// columns ([`crate::select`]) rather than held in memory.
-pub fn spike_p99(root: &Path) -> Result<BTreeMap<String, f64>> {
-    let mut by_service: BTreeMap<String, Vec<std::path::PathBuf>> = BTreeMap::new();
-    for path in parquet_files(&table_dir(root, "silver", Source::UsageEvents.name()))? {
-        let service = hive_value(&path, "service")
-            .with_context(|| format!("{}: no service= in its path", path.display()))?
-            .to_owned();
-        by_service.entry(service).or_default().push(path);
-    }
-    let read = |path: &std::path::PathBuf, sink: &mut dyn FnMut(f64)| -> Result<()> {
+/// columns ([`crate::select`]) rather than held in memory, the services split over
+/// the cores.
+fn spike_p99(services: &[ServiceFiles], groups: usize) -> Result<BTreeMap<String, f64>> {
+    let read = |path: &PathBuf, sink: &mut dyn FnMut(f64)| -> Result<()> {
         for b in read_parquet(path, Some(&["cost_usd", "cost_negative"]))? {
             let (cost, neg) = (f64s(&b, "cost_usd")?, bools(&b, "cost_negative")?);
             for i in 0..b.num_rows() {
@@ -397,13 +504,16 @@ pub fn spike_p99(root: &Path) -> Result<BTreeMap<String, f64>> {
         }
         Ok(())
     };
-    let mut out = BTreeMap::new();
-    for (service, files) in by_service {
-        if let Some(p) = crate::select::percentile_of_files(&files, 0.99, &read)? {
-            out.insert(service, p);
+    let found = per_service_group(services, groups, |group| {
+        let mut out = Vec::new();
+        for sf in group {
+            if let Some(p) = crate::select::percentile_of_files(&sf.files, 0.99, &read)? {
+                out.push((sf.service.clone(), p));
+            }
         }
-    }
-    Ok(out)
+        Ok(out)
+    })?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Rewrites (in the new generation) silver files whose `cost_spike` flags disagree
@@ -642,8 +752,9 @@ pub fn compute(
     s: &Settings,
     _previous: &BTreeMap<String, f64>,
 ) -> Result<GoldOutcome> {
-    let thresholds = spike_p99(root)?;
-    let (daily, stale) = scan_silver(root, &thresholds, s.spike_factor)?;
+    let services = silver_by_service(root)?;
+    let thresholds = spike_p99(&services, cores())?;
+    let (daily, stale) = scan_silver(&services, &thresholds, s.spike_factor, cores())?;
     rewrite_cost_spike(&stale, &thresholds, s.spike_factor)?;
     let rewritten_files = stale.len();
     let gold = root.join("gold");
@@ -892,7 +1003,119 @@ pub fn write_accounting<'a>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use schemas::speed::Lineage;
+    use schemas::{EventFlags, SilverEvent};
+
+    /// A silver file of `events` (org, org name, cost, input partition).
+    fn silver_file(root: &Path, dir: &str, name: &str, events: &[(&str, &str, f64, u32)]) {
+        let spec = Arc::new(crate::rows::silver_table(Source::UsageEvents));
+        let mut rows = crate::table::Rows::new(spec.clone()).unwrap();
+        let service = hive_value(Path::new(dir), "service").unwrap().to_owned();
+        for (i, &(org, org_name, cost, partition)) in events.iter().enumerate() {
+            let e = SilverEvent {
+                event_id: format!("{dir}/{name}/{i}"),
+                ts_micros: 0,
+                usage_date: 20_000 + i as i32 % 2,
+                org_id: org.into(),
+                resource_id: "r".into(),
+                service: service.clone().into(),
+                region: "eu-west".into(),
+                metric: "requests".into(),
+                value: Some(1.0 + i as f64 / 3.0),
+                unit: "count".into(),
+                cost_usd: cost,
+                schema_version: 2,
+                carbon_kg: Some(cost / 7.0),
+                genai_tokens: None,
+                org_name: org_name.into(),
+                industry: "Media".into(),
+                plan_tier: "pro".into(),
+                hq_region: "eu-west".into(),
+                resource_state: "active".into(),
+                resource_created_at: 19_000,
+            };
+            let l = Lineage {
+                source_file: None,
+                line_no: None,
+                topic: "raw.usage_events".into(),
+                partition,
+                offset: i as u64,
+                ingest_ms: 0,
+            };
+            let mut cells = Vec::new();
+            crate::rows::silver_event_row(&mut cells, &e, &EventFlags::default(), &l);
+            rows.push(&cells).unwrap();
+        }
+        let path = table_dir(root, "silver/usage_events", dir).join(name);
+        let batch = rows.finish().unwrap();
+        write_parquet(&path, &spec.file_schema, RowOrder::Log, [Ok(batch)]).unwrap();
+    }
+
+    #[test]
+    fn silver_reads_the_same_on_any_number_of_threads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        // Costs with fractions, so the order of the sums shows in their bits.
+        let cost = |k: usize| (k * 7919 % 1000) as f64 / 7.0 + 0.1;
+        let services = ["compute", "genai", "network", "storage"];
+        for (d, date) in ["2025-01-01", "2025-01-02"].iter().enumerate() {
+            for (s, service) in services.iter().enumerate() {
+                for file in ["a", "b"] {
+                    let events: Vec<_> = (0..40)
+                        .map(|k| {
+                            let (c, p) = (cost(k * (s + 1) + d), (k % 3) as u32);
+                            match ["o1", "o2", "o3"][k % 3] {
+                                // o1 first appears in storage's first file of the
+                                // first day: its attributes come from there, whichever
+                                // thread reads storage.
+                                "o1" if d == 0 && *service < "storage" => ("o2", "o2", c, p),
+                                "o1" if d == 0 && *service == "storage" && file == "a" => {
+                                    ("o1", "o1 first", c, p)
+                                }
+                                "o1" => ("o1", "o1 later", c, p),
+                                org => (org, org, c, p),
+                            }
+                        })
+                        .collect();
+                    let dir = format!("date={date}/service={service}");
+                    silver_file(root, &dir, &format!("{file}.parquet"), &events);
+                }
+            }
+        }
+        // One cost far above the rest: its file's stored (false) flag is stale.
+        silver_file(
+            root,
+            "date=2025-01-02/service=genai",
+            "c.parquet",
+            &[("o2", "o2", 1e6, 1)],
+        );
+
+        let services = silver_by_service(root).unwrap();
+        let p99 = spike_p99(&services, 1).unwrap();
+        assert_eq!(p99.len(), 4);
+        let one = scan_silver(&services, &p99, 3.0, 1).unwrap();
+        for groups in [2, 3, 8] {
+            assert_eq!(spike_p99(&services, groups).unwrap(), p99);
+            let many = scan_silver(&services, &p99, 3.0, groups).unwrap();
+            assert_eq!(many.0, one.0, "{groups} threads: daily rows");
+            for (a, b) in many.0.iter().zip(&one.0) {
+                assert_eq!(a.totals.cost_usd.to_bits(), b.totals.cost_usd.to_bits());
+            }
+            assert_eq!(many.1, one.1, "{groups} threads: stale files");
+        }
+        let o1: Vec<_> = one.0.iter().filter(|r| r.org_id == "o1").collect();
+        assert!(!o1.is_empty());
+        assert!(o1.iter().all(|r| r.org_name == "o1 first"), "{o1:?}");
+        assert_eq!(
+            one.1,
+            vec![
+                table_dir(root, "silver/usage_events", "date=2025-01-02/service=genai")
+                    .join("c.parquet")
+            ]
+        );
+    }
 
     #[test]
     fn ticket_totals_follow_the_spec() {

@@ -292,19 +292,43 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Fsyncs the files written into `dir`'s tree (files also linked from an older
 /// generation were synced when that one was committed) and every directory.
 fn sync_tree(dir: &Path) -> Result<()> {
+    sync_tree_where(dir, false)
+}
+
+/// Sends the files written so far into `dir`'s tree on their way to disk while the
+/// run goes on (gold is computed meanwhile), so that [`Lake::commit`]'s sync, which
+/// still syncs the whole tree, finds little left to write. Entries removed meanwhile
+/// (temporary files, a rewritten mart) are skipped; any other error is returned.
+pub fn sync_early(dir: &Path) -> Result<()> {
+    sync_tree_where(dir, true)
+}
+
+fn sync_tree_where(dir: &Path, missing_ok: bool) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
+    let skip = |e: &std::io::Error| missing_ok && e.kind() == std::io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if skip(&e) => return Ok(()),
+        r => r.with_context(|| format!("list {}", dir.display()))?,
+    };
+    for entry in entries {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        let meta = match entry.metadata() {
+            Err(e) if skip(&e) => continue,
+            r => r?,
+        };
         if meta.is_dir() {
-            sync_tree(&entry.path())?;
+            sync_tree_where(&entry.path(), missing_ok)?;
         } else if meta.nlink() == 1 {
-            std::fs::File::open(entry.path())
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("fsync {}", entry.path().display()))?;
+            match std::fs::File::open(entry.path()).and_then(|f| f.sync_all()) {
+                Err(e) if skip(&e) => {}
+                r => r.with_context(|| format!("fsync {}", entry.path().display()))?,
+            }
         }
     }
-    sync_dir(dir)
+    match std::fs::File::open(dir).and_then(|f| f.sync_all()) {
+        Err(e) if skip(&e) => Ok(()),
+        r => r.with_context(|| format!("fsync {}", dir.display())),
+    }
 }
 
 /// Every `.parquet` file under `root`, by path relative to it, with its size.
@@ -403,6 +427,23 @@ mod tests {
             std::fs::read(t.path().join("lake/silver/x/a.parquet")).unwrap(),
             b"changed"
         );
+    }
+
+    #[test]
+    fn the_early_sync_skips_what_vanished_and_the_commit_sync_does_not() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("gen");
+        std::fs::create_dir_all(tree.join("silver/x")).unwrap();
+        std::fs::write(tree.join("silver/x/a.parquet"), b"one").unwrap();
+        sync_early(&tree).unwrap();
+        sync_tree(&tree).unwrap();
+        // What a concurrent rewrite removed between listing and syncing.
+        let gone = tree.join("gold");
+        sync_early(&gone).unwrap();
+        assert!(sync_tree(&gone).is_err());
+        // Other errors are not skipped: a file where a directory is expected.
+        let file = tree.join("silver/x/a.parquet");
+        assert!(sync_early(&file).is_err());
     }
 
     #[test]
