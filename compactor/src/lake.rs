@@ -319,13 +319,13 @@ fn sync_tree_where(dir: &Path, missing_ok: bool) -> Result<()> {
         if meta.is_dir() {
             sync_tree_where(&entry.path(), missing_ok)?;
         } else if meta.nlink() == 1 {
-            match std::fs::File::open(entry.path()).and_then(|f| f.sync_all()) {
+            match fsync(&entry.path()) {
                 Err(e) if skip(&e) => {}
                 r => r.with_context(|| format!("fsync {}", entry.path().display()))?,
             }
         }
     }
-    match std::fs::File::open(dir).and_then(|f| f.sync_all()) {
+    match fsync(dir) {
         Err(e) if skip(&e) => Ok(()),
         r => r.with_context(|| format!("fsync {}", dir.display())),
     }
@@ -352,10 +352,13 @@ fn parquet_files(root: &Path) -> Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
+/// Fsyncs a file or a directory.
+fn fsync(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path).and_then(|f| f.sync_all())
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("fsync {}", dir.display()))
+    fsync(dir).with_context(|| format!("fsync {}", dir.display()))
 }
 
 /// Removes directories left empty under `root` (after merges deleted their files).
