@@ -253,6 +253,8 @@ struct ServiceFiles {
     service: String,
     files: Vec<PathBuf>,
     order: Vec<usize>,
+    /// Bytes of the files (at least 1 each): the work of reading them.
+    bytes: u64,
 }
 
 /// The silver usage-event files, by service.
@@ -267,7 +269,9 @@ fn silver_by_service(root: &Path) -> Result<Vec<ServiceFiles>> {
             service,
             files: Vec::new(),
             order: Vec::new(),
+            bytes: 0,
         });
+        sf.bytes += std::fs::metadata(&path).map_or(1, |m| m.len().max(1));
         sf.files.push(path);
         sf.order.push(i);
     }
@@ -288,15 +292,7 @@ fn per_service_group<R: Send>(
     groups: usize,
     f: impl Fn(&[&ServiceFiles]) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
-    let bytes: Vec<u64> = services
-        .iter()
-        .map(|sf| {
-            sf.files
-                .iter()
-                .map(|p| std::fs::metadata(p).map_or(1, |m| m.len().max(1)))
-                .sum()
-        })
-        .collect();
+    let bytes: Vec<u64> = services.iter().map(|sf| sf.bytes).collect();
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = crate::compact::balanced_groups(&bytes, groups)
