@@ -129,6 +129,10 @@ pub struct ProcessorSection {
     /// Processing threads, each owning a share of the event partitions with its own
     /// state (`--threads`, env `PIPELINE_PROCESSOR_THREADS`).
     pub threads: u32,
+    /// Bytes of each output partition's newest data the processor keeps in the
+    /// page cache once fsynced ([`LogConfig::cache_behind`]); 0 leaves it all to
+    /// the kernel. Embedded log only.
+    pub output_cache_bytes: u64,
 }
 
 impl Default for ProcessorSection {
@@ -143,6 +147,7 @@ impl Default for ProcessorSection {
             metrics_addr: "127.0.0.1:9101".into(),
             // One per event partition (see config/pipeline.toml).
             threads: 4,
+            output_cache_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -288,6 +293,7 @@ impl PipelineConfig {
             fsync: self.log.fsync.parse::<FsyncPolicy>()?,
             segment_bytes: self.log.segment_bytes.max(1),
             index_interval_bytes: self.log.index_interval_bytes.max(1),
+            cache_behind: None,
             kafka: KafkaConfig {
                 replication: self.log.kafka_replication.max(1),
                 properties: self
@@ -304,6 +310,21 @@ impl PipelineConfig {
     /// Opens the log this config names.
     pub fn open_log(&self) -> Result<crate::AnyLog> {
         crate::open(&self.log_url(), self.log_config()?)
+    }
+
+    /// Opens the log for the processor: as [`open_log`](Self::open_log), with its
+    /// writers keeping only `processor.output_cache_bytes` of each output partition
+    /// in the page cache.
+    pub fn open_processor_log(&self) -> Result<crate::AnyLog> {
+        crate::open(&self.log_url(), self.processor_log_config()?)
+    }
+
+    fn processor_log_config(&self) -> Result<LogConfig> {
+        let bytes = self.processor.output_cache_bytes;
+        Ok(LogConfig {
+            cache_behind: (bytes > 0).then_some(bytes),
+            ..self.log_config()?
+        })
     }
 }
 
@@ -355,6 +376,20 @@ mod tests {
         let shipped = PipelineConfig::parse(include_str!("../../config/pipeline.toml")).unwrap();
         let d = PipelineConfig::default();
         assert_eq!(format!("{shipped:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn only_the_processor_drops_its_output_pages_and_zero_turns_it_off() {
+        let d = PipelineConfig::default();
+        assert_eq!(d.log_config().unwrap().cache_behind, None);
+        assert_eq!(
+            d.processor_log_config().unwrap().cache_behind,
+            Some(4 * 1024 * 1024)
+        );
+        let c = PipelineConfig::parse("[processor]\noutput_cache_bytes = 0\n").unwrap();
+        assert_eq!(c.processor_log_config().unwrap().cache_behind, None);
+        let c = PipelineConfig::parse("[processor]\noutput_cache_bytes = 1000\n").unwrap();
+        assert_eq!(c.processor_log_config().unwrap().cache_behind, Some(1000));
     }
 
     #[test]

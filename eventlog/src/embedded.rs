@@ -448,6 +448,11 @@ struct PartitionWriter {
     last_index_position: Option<u64>,
     dirty: bool,
     buf: Vec<u8>,
+    /// [`LogConfig::cache_behind`].
+    cache_behind: Option<u64>,
+    /// Where the current segment's pages may still be cached: everything before
+    /// was dropped from the page cache.
+    cached_from: u64,
 }
 
 /// The segment's log file, for appending (and reading back during recovery).
@@ -516,11 +521,16 @@ impl PartitionWriter {
             last_index_position: recovered.index.last().map(|e| e.position),
             dirty: false,
             buf: Vec::new(),
+            cache_behind: config.cache_behind,
+            cached_from: 0,
         })
     }
 
     fn roll(&mut self, config: &LogConfig) -> Result<()> {
         self.sync()?;
+        // Synced whole: none of it needs to stay cached for this writer.
+        self.drop_cached(None);
+        self.cached_from = 0;
         let base = self.next_offset;
         self.log = open_segment_log(&self.dir.join(segment_name(base, "log")))?;
         self.index = create_index(&self.dir.join(segment_name(base, "index")))?;
@@ -684,6 +694,7 @@ impl PartitionWriter {
         self.next_offset = end;
         self.last_index_position = entries.last().map(|e| e.position);
         self.dirty = false;
+        self.cached_from = self.cached_from.min(self.size);
         Ok(())
     }
 
@@ -693,7 +704,33 @@ impl PartitionWriter {
             self.log.sync_data().io("fsync", path)?;
             self.dirty = false;
         }
+        if let Some(keep) = self.cache_behind {
+            self.drop_cached(Some(self.size.saturating_sub(keep)));
+        }
         Ok(())
+    }
+
+    /// Drops the current segment's pages before `to` (all of them: `None`) from
+    /// the page cache, when [`LogConfig::cache_behind`] asks for it; called only
+    /// on synced data (the kernel would only start writing back dirty pages, not
+    /// drop them). Readers read those bytes from disk again. A hint: a failure
+    /// costs only memory.
+    fn drop_cached(&mut self, to: Option<u64>) {
+        let end = to.unwrap_or(self.size);
+        if self.cache_behind.is_none() || end <= self.cached_from {
+            return;
+        }
+        // The kernel drops only the pages, and the folios (ext4's may be several
+        // pages, naturally aligned, up to 2 MiB), wholly inside the range: it starts
+        // where the folio that held the last range's end may begin, and `None` runs
+        // to the end of the file, the last, partly written page too.
+        const FOLIO_MAX: u64 = 2 * 1024 * 1024;
+        let from = self.cached_from / FOLIO_MAX * FOLIO_MAX;
+        let len = to.and_then(|to| std::num::NonZeroU64::new(to - from));
+        if let Err(e) = rustix::fs::fadvise(&self.log, from, len, rustix::fs::Advice::DontNeed) {
+            tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "could not drop written pages from the page cache");
+        }
+        self.cached_from = end;
     }
 }
 
@@ -1160,6 +1197,81 @@ mod tests {
             .cloned()
             .unwrap();
         lock(&w).dirty
+    }
+
+    /// Bytes of `path` in the page cache, by util-linux's `fincore` (mincore(2)).
+    fn cached_bytes(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux) runs");
+        assert!(out.status.success(), "fincore {}", path.display());
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    #[test]
+    fn a_writer_drops_synced_pages_behind_what_it_keeps_cached() {
+        const KEEP: u64 = 64 * 1024;
+        let run = |cache_behind: Option<u64>| {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig {
+                // Synced only when asked: what is dirty cannot be dropped.
+                fsync: FsyncPolicy::Interval(Duration::from_secs(3600)),
+                segment_bytes: 1024 * 1024,
+                cache_behind,
+                ..LogConfig::default()
+            };
+            let log = EmbeddedLog::open(dir.path(), config).unwrap();
+            log.ensure_topic("t", 1).unwrap();
+            let value = |i: u32| format!("{i:06}{}", "x".repeat(1018)).into_bytes();
+            let append = |from: u32, to: u32| {
+                let records: Vec<Record> = (from..to)
+                    .map(|i| Record::new(None::<Vec<u8>>, value(i)))
+                    .collect();
+                log.append("t", 0, &records).unwrap();
+            };
+            let first = dir.path().join("t/0").join(segment_name(0, "log"));
+            append(0, 600);
+            let len = std::fs::metadata(&first).unwrap().len();
+            assert!(len > 600 * 1024);
+            let before = cached_bytes(&first);
+            log.flush().unwrap();
+            let after_sync = cached_bytes(&first);
+            // Past the segment's size: the append after it rolls to a second segment.
+            append(600, 1100);
+            append(1100, 1101);
+            log.flush().unwrap();
+            let after_roll = cached_bytes(&first);
+            // Dropped pages are read back from disk, the same records.
+            let mut r = log.reader("t", 0, 0).unwrap();
+            let mut out = Vec::new();
+            while out.len() < 1101 {
+                r.poll_into(1101, &mut out).unwrap();
+            }
+            for (i, s) in out.iter().enumerate() {
+                assert_eq!(s.offset, i as u64);
+                assert_eq!(s.record.value, value(i as u32));
+            }
+            (len, before, after_sync, after_roll)
+        };
+        let (len, before, after_sync, after_roll) = run(Some(KEEP));
+        assert_eq!(
+            before,
+            len.next_multiple_of(4096),
+            "all cached while unsynced"
+        );
+        // The kernel drops whole folios (ext4's may be several pages) inside the range.
+        assert!(
+            after_sync <= KEEP + 128 * 1024,
+            "{after_sync} of {len} bytes still cached after the sync"
+        );
+        assert!(after_sync >= KEEP - 4096, "the newest {KEEP} bytes stay");
+        assert_eq!(after_roll, 0, "a rolled segment is dropped whole");
+        // Without the setting, the kernel keeps them all.
+        let (len, _, after_sync, after_roll) = run(None);
+        assert_eq!(after_sync, len.next_multiple_of(4096));
+        assert!(after_roll > len);
     }
 
     #[test]

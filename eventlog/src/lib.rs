@@ -125,6 +125,13 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// One sparse-index entry per this many bytes of segment.
     pub index_interval_bytes: u64,
+    /// The embedded log's writers keep only this many bytes of each partition's
+    /// newest data in the page cache: at each fsync, what lies further back is
+    /// dropped from it (`posix_fadvise(DONTNEED)`), and a rolled segment whole.
+    /// `None`, the default, leaves the page cache to the kernel. For a writer whose
+    /// output is read long after, if ever, from disk (docs/decisions.md, "Output
+    /// pages dropped behind the processor").
+    pub cache_behind: Option<u64>,
     /// The Kafka backend's settings (unused by the embedded log).
     pub kafka: KafkaConfig,
 }
@@ -135,6 +142,7 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Interval(Duration::from_millis(100)),
             segment_bytes: 64 * 1024 * 1024,
             index_interval_bytes: 4096,
+            cache_behind: None,
             kafka: KafkaConfig::default(),
         }
     }

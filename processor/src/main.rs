@@ -60,7 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .serve(&addr)
         .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
     tracing::info!(%bound, "metrics at http://{bound}/metrics");
-    let log = config.open_log()?;
+    let log = config.open_processor_log()?;
     let (instance, instances) = cli.instance;
     if instances > 1 && matches!(log, eventlog::AnyLog::Embedded(_)) {
         anyhow::bail!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eventlog::{Bytes, EmbeddedLog, Log, PartitionReader, Record, partition_for};
+use eventlog::{Bytes, EmbeddedLog, Log, PartitionReader, PipelineConfig, Record, partition_for};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -50,8 +50,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             },
         )?;
     }
+    // As the processor binary opens it: its outputs' older pages dropped from the
+    // page cache (here the appended events' too: one log for both).
     let config = eventlog::LogConfig {
         fsync: eventlog::FsyncPolicy::Interval(Duration::from_millis(100)),
+        cache_behind: Some(PipelineConfig::default().processor.output_cache_bytes),
         ..Default::default()
     };
     let log = Arc::new(EmbeddedLog::open(dir.join("log"), config)?);
