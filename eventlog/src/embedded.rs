@@ -694,7 +694,8 @@ impl PartitionWriter {
         self.next_offset = end;
         self.last_index_position = entries.last().map(|e| e.position);
         self.dirty = false;
-        self.cached_from = self.cached_from.min(self.size);
+        // Read whole just now, perhaps another segment than before: all cached.
+        self.cached_from = 0;
         Ok(())
     }
 
