@@ -485,3 +485,57 @@ fn while_behind_commits_come_at_the_longer_interval_and_change_nothing() {
     );
     assert!(behind.commits <= 5, "{behind:?} against {every_step:?}");
 }
+
+/// Bytes of `path` in the page cache, by util-linux's `fincore` (mincore(2)).
+fn cached_bytes(path: &Path) -> u64 {
+    let out = run_ok({
+        let mut c = Command::new("fincore");
+        c.args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(path);
+        c
+    });
+    out.trim().parse().unwrap()
+}
+
+#[test]
+fn the_processor_drops_its_older_output_pages_and_reads_them_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dropped, plain) = (dir.path().join("dropped"), dir.path().join("plain"));
+    for d in [&dropped, &plain] {
+        std::fs::create_dir_all(d).unwrap();
+        replay(&open_log(d), d, &landing());
+    }
+    const KEEP: u64 = 64 * 1024;
+    let config = dir.path().join("keep.toml");
+    std::fs::write(
+        &config,
+        format!("[processor]\noutput_cache_bytes = {KEEP}\n"),
+    )
+    .unwrap();
+    let mut run = run_processor(&dropped);
+    run.arg("--config").arg(&config).arg("--until-idle");
+    run_ok(run);
+    // Each silver partition holds megabytes; only its newest KEEP bytes stay cached
+    // (and the folio, of up to 128 KiB here, that holds where the dropping stopped).
+    for p in 0..4 {
+        let part = dropped.join(format!("log/{}/{p}", processor::SILVER_TOPIC));
+        for entry in std::fs::read_dir(&part).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let (size, cached) = (std::fs::metadata(&path).unwrap().len(), cached_bytes(&path));
+                assert!(size > 1024 * 1024, "{}: {size} bytes", path.display());
+                assert!(
+                    cached <= KEEP + 128 * 1024,
+                    "{}: {cached} of {size} bytes cached",
+                    path.display()
+                );
+            }
+        }
+    }
+    // Read back from disk, the outputs are those of a run that kept its pages.
+    process(&open_log(&plain), &plain, FromOffset::Committed);
+    assert_same_processor_outputs(
+        &processor_outputs(&open_log(&dropped)),
+        &processor_outputs(&open_log(&plain)),
+    );
+}
