@@ -319,7 +319,9 @@ impl PipelineConfig {
         crate::open(&self.log_url(), self.processor_log_config()?)
     }
 
-    fn processor_log_config(&self) -> Result<LogConfig> {
+    /// The log settings the processor opens its log with: [`log_config`](Self::log_config)
+    /// and its `output_cache_bytes` (0: none).
+    pub fn processor_log_config(&self) -> Result<LogConfig> {
         let bytes = self.processor.output_cache_bytes;
         Ok(LogConfig {
             cache_behind: (bytes > 0).then_some(bytes),

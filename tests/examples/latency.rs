@@ -50,13 +50,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             },
         )?;
     }
-    // As the processor binary opens it: its outputs' older pages dropped from the
-    // page cache (here the appended events' too: one log for both).
-    let config = eventlog::LogConfig {
-        fsync: eventlog::FsyncPolicy::Interval(Duration::from_millis(100)),
-        cache_behind: Some(PipelineConfig::default().processor.output_cache_bytes),
-        ..Default::default()
-    };
+    // Configured as the processor binary opens it by default (fsync every 100 ms,
+    // its outputs' older pages dropped from the page cache; here the appended
+    // events' too: one log for both).
+    let config = PipelineConfig::default().processor_log_config()?;
     let log = Arc::new(EmbeddedLog::open(dir.join("log"), config)?);
     e2e::replay(&log, &dir, &landing);
     // Valid (org, resource, service) triples from the generated master data.
