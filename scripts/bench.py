@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Replay, raw-log, processor, latency, compactor and dashboard-API benchmarks;
-prints Markdown tables for BENCHMARKS.md.
+"""Replay, raw-log, processor, latency, compactor, Parquet-ceiling and dashboard-API
+benchmarks; prints Markdown tables for BENCHMARKS.md.
 
 Usage: scripts/bench.py [--sizes 1000000,10000000] [--runs 3] [--dir /tmp/usage-bench]
-                        [--only replay,log,processor,latency,compactor,api,kafka]
+                        [--only replay,log,processor,latency,compactor,ceiling,api,kafka]
                         [--python PATH_TO_PYTHON_WITH_DUCKDB] [--page-warmup GIB]
 
 For each size it generates a landing directory once (seed 1, 60 days, 80 orgs), then
@@ -29,6 +29,7 @@ PRODUCER = os.path.join(TARGET, "release", "producer")
 PROCESSOR = os.path.join(TARGET, "release", "processor")
 LATENCY = os.path.join(TARGET, "release", "examples", "latency")
 LOGBENCH = os.path.join(TARGET, "release", "examples", "logbench")
+CEILING = os.path.join(TARGET, "release", "examples", "parquet_ceiling")
 COMPACTOR = os.path.join(TARGET, "release", "compactor")
 SERVING = os.path.join(TARGET, "release", "serving")
 
@@ -108,6 +109,8 @@ def main():
         bench_latency(args)
     if "compactor" in only:
         bench_compactor(args)
+    if "ceiling" in only:
+        bench_ceiling(args)
     if "api" in only:
         bench_api(args)
     if "kafka" in only:
@@ -296,6 +299,73 @@ def bench_compactor(args):
     print("\n".join(rows))
     print()
     warmup_note(args)
+
+
+# The same tables written again by DuckDB from memory: zstd at level 1 (as the lake's),
+# two threads, into a memory file system (no disk, as the Rust side's sink).
+DUCKDB_WRITE = """
+import sys, time, duckdb, os, shutil
+gen, out, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = duckdb.connect(config={"threads": 2})
+con.execute("set enable_progress_bar = false")
+tables = ["bronze/usage_events", "silver/usage_events", "quarantine/usage_events"]
+for i, t in enumerate(tables):
+    con.execute(f"create table t{i} as select * from "
+                f"read_parquet('{gen}/{t}/**/*.parquet', hive_partitioning = false)")
+for _ in range(runs):
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    t = time.perf_counter()
+    for i in range(len(tables)):
+        con.execute(f"copy t{i} to '{out}/t{i}.parquet' "
+                    "(format parquet, compression zstd, compression_level 1)")
+    print("seconds", time.perf_counter() - t)
+shutil.rmtree(out, ignore_errors=True)
+"""
+
+
+def bench_ceiling(args):
+    """What writing the events' Parquet alone costs: the `parquet_ceiling` example
+    writes the bronze, silver and quarantine event files of a compacted lake again
+    from memory, with the compactor's writer settings, to a sink (two threads with
+    zstd, two without it, one with it). Baseline in the same run: DuckDB writing the
+    same rows from memory with zstd level 1 on two threads."""
+    import re
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        data, env = processed_data(args, size)
+        lake = os.path.join(data, "lake")
+        if not os.path.exists(lake):
+            timed([COMPACTOR, "--once"], env)
+        gen = os.path.realpath(lake)
+
+        def ceiling(threads, *extra):
+            out = subprocess.run([CEILING, gen, "--threads", str(threads), "--runs", str(args.runs), *extra],
+                                 check=True, capture_output=True, text=True).stdout
+            events = int(re.search(r"\((\d+) silver events\)", out).group(1))
+            return events, [float(x) for x in re.findall(r"rows in ([0-9.]+) s", out)]
+
+        events, two = ceiling(2)
+        _, plain = ceiling(2, "--uncompressed")
+        _, one = ceiling(1)
+        duck = []
+        if os.path.exists(args.python):
+            out = subprocess.run([args.python, "-c", DUCKDB_WRITE, gen, "/dev/shm/usage-bench-duckdb",
+                                  str(args.runs)], check=True, capture_output=True, text=True).stdout
+            duck = [float(x) for x in re.findall(r"^seconds ([0-9.]+)$", out, re.M)]
+        med = statistics.median(two)
+        dm = statistics.median(duck) if duck else None
+        runs = ", ".join(f"{t:.2f}" for t in two)
+        rows.append(f"| {events:,} | {med:.2f} s ({runs}) | {events / med:,.0f} | "
+                    f"{statistics.median(plain):.2f} s | {statistics.median(one):.2f} s | "
+                    + (f"{dm:.2f} s ({', '.join(f'{t:.2f}' for t in duck)}) | {dm / med:.1f}x |"
+                       if dm else "n/a | n/a |"))
+    print("| silver events | parquet-rs, zstd, 2 threads: median (runs) | events/s | "
+          "parquet-rs, uncompressed, 2 threads | parquet-rs, zstd, 1 thread | "
+          "DuckDB, zstd level 1, 2 threads (baseline) | DuckDB / parquet-rs |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
 
 
 def processed_data(args, size):
