@@ -9,6 +9,7 @@
 //! size. What it prints is a ceiling on `compactor --once` for these events: the
 //! compactor does all of this and more. `--uncompressed` writes without zstd, to show
 //! what the compression costs; `--tables` writes only some of the tables.
+//! The tables are held in memory: about 6 GB of RSS for 10 million events.
 //!
 //! ```text
 //! cargo run --release -p compactor --example parquet_ceiling -- <lake>/lake.gen/<n> --threads 2 --runs 3
