@@ -108,9 +108,15 @@ fn write_all(files: &[&Loaded], uncompressed: bool) -> Result<usize> {
     Ok(written)
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let generation = args.generation.canonicalize()?;
+fn main() -> std::process::ExitCode {
+    eventlog::cli::main(|| run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<()> {
+    let generation = args
+        .generation
+        .canonicalize()
+        .with_context(|| format!("lake generation {}", args.generation.display()))?;
     let files = load(&generation, &args.tables)?;
     if files.is_empty() {
         bail!(
