@@ -33,9 +33,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_config(&config);
     let every_text = cli.every.as_deref().unwrap_or(&config.compactor.every);
     let every = eventlog::parse_duration(every_text).ok_or_else(|| {
-        anyhow::anyhow!("--every {every_text:?}: expected a number and ms, s, m or h, e.g. 30s")
+        anyhow::anyhow!("--every {every_text:?}: expected a number and ms, s, m, h or d, e.g. 30s")
     })?;
     let log = config.open_log()?;
+    let finite = eventlog::check_retention(&log, &schemas::source::Source::raw_topics());
+    if cli.reprocess_all
+        && let Some((topic, gap)) = finite.first()
+    {
+        anyhow::bail!(
+            "--reprocess-all: topic {topic} may have deleted records ({gap}), so the \
+             lake would be rebuilt from part of the history; keep its records forever \
+             first (retention.ms=-1, retention.bytes=-1, cleanup.policy=delete)"
+        );
+    }
     let lake = Lake::new(&config.lake_dir());
     // Fail fast if another compactor holds the lake (each run takes the lock again).
     drop(lake.lock()?);
@@ -50,7 +60,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // next interval tries again.
             Err(e) => {
                 tracing::error!("compaction failed, retrying in {every:?}: {e:#}");
-                std::thread::sleep(every);
+                if eventlog::cli::sleep_unless_stopped(every) {
+                    return Ok(());
+                }
                 continue;
             }
         };
@@ -69,10 +81,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ),
             None => tracing::info!("lake up to date"),
         }
-        if cli.once {
+        if cli.once || eventlog::cli::sleep_unless_stopped(every) {
             return Ok(());
         }
-        std::thread::sleep(every);
     }
 }
 

@@ -203,6 +203,34 @@ pub struct ServingSection {
     pub concurrency: Option<usize>,
     /// Rows per batch, each batch one partition (default 100).
     pub batch_rows: Option<usize>,
+    /// The bearer token the dashboard server requires when it listens anywhere but
+    /// on loopback (`PIPELINE_DASHBOARD_TOKEN` overrides it; never logged).
+    pub dashboard_token: Option<Secret>,
+    /// How long a real-time row (`speed_daily_usage_by_org`) lives on Cassandra after
+    /// its last upsert, e.g. `30d` (the default): longer than the batch path ever
+    /// lags, after which batch rows answer for its day.
+    pub speed_ttl: Option<String>,
+}
+
+/// A secret from the config file or the environment: its `Debug` never shows it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl PipelineConfig {
@@ -250,6 +278,9 @@ impl PipelineConfig {
         }
         if let Some(v) = var("PIPELINE_LOG_FSYNC").filter(|v| !v.is_empty()) {
             self.log.fsync = v;
+        }
+        if let Some(v) = var("PIPELINE_DASHBOARD_TOKEN").filter(|v| !v.is_empty()) {
+            self.serving.dashboard_token = Some(Secret(v));
         }
     }
 
@@ -328,12 +359,6 @@ impl PipelineConfig {
             ..self.log_config()?
         })
     }
-}
-
-/// The partition of a key: CRC32C of its bytes modulo the partition count. Every
-/// backend and every binary partitions with this one function.
-pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
-    crc32c::crc32c(key) % partitions.max(1)
 }
 
 #[cfg(test)]
@@ -425,14 +450,24 @@ mod tests {
     }
 
     #[test]
-    fn explicit_missing_file_is_an_error() {
-        assert!(PipelineConfig::load(Some(Path::new("/nonexistent/pipeline.toml"))).is_err());
+    fn the_dashboard_token_comes_from_the_file_or_the_environment_and_never_shows() {
+        let mut c =
+            PipelineConfig::parse("[serving]\ndashboard_token = \"from-file-s3cret\"\n").unwrap();
+        assert_eq!(
+            c.serving.dashboard_token.as_ref().map(Secret::expose),
+            Some("from-file-s3cret")
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+        c.apply_env(|k| (k == "PIPELINE_DASHBOARD_TOKEN").then(|| "from-env-s3cret".into()));
+        assert_eq!(
+            c.serving.dashboard_token.as_ref().map(Secret::expose),
+            Some("from-env-s3cret")
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]
-    fn partitioning_is_stable() {
-        assert_eq!(partition_for(b"org_a", 4), partition_for(b"org_a", 4));
-        assert!(partition_for(b"anything", 4) < 4);
-        assert_eq!(partition_for(b"x", 1), 0);
+    fn explicit_missing_file_is_an_error() {
+        assert!(PipelineConfig::load(Some(Path::new("/nonexistent/pipeline.toml"))).is_err());
     }
 }

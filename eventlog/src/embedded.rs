@@ -1,7 +1,7 @@
 //! The embedded segment log: no server, one directory per topic partition.
 //!
 //! ```text
-//! <root>/<topic>/topic.json              {"partitions": N}
+//! <root>/<topic>/topic.json              {"partitions": N, "partitioner": "murmur2"}
 //! <root>/<topic>/<partition>/.lock        held by the one writer (flock)
 //! <root>/<topic>/<partition>/<base>.log   record batches (see codec), base = first offset
 //! <root>/<topic>/<partition>/<base>.index sparse index (see index)
@@ -293,7 +293,11 @@ impl Log for EmbeddedLog {
             let pd = dir.join(p.to_string());
             fs::create_dir_all(&pd).io("create directory", &pd)?;
         }
-        let meta = serde_json::json!({ "partitions": partitions }).to_string();
+        let meta = serde_json::json!({
+            "partitions": partitions,
+            "partitioner": crate::partition::PARTITIONER,
+        })
+        .to_string();
         write_atomic(&dir.join(TOPIC_META), meta.as_bytes())?;
         sync_dir(&self.root)?;
         Ok(partitions)
@@ -309,12 +313,27 @@ impl Log for EmbeddedLog {
         };
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Config(format!("{} is unreadable: {e}", path.display())))?;
-        v.get("partitions")
+        let n = v
+            .get("partitions")
             .and_then(serde_json::Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| Error::Config(format!("{} has no partition count", path.display())))
+            .ok_or_else(|| Error::Config(format!("{} has no partition count", path.display())))?;
+        // A topic of several partitions created before keys were partitioned as
+        // Kafka's clients do (by CRC32C): appending to it would put an org's new
+        // records in another partition than its old ones.
+        let partitioner = v.get("partitioner").and_then(serde_json::Value::as_str);
+        if n > 1 && partitioner != Some(crate::partition::PARTITIONER) {
+            return Err(Error::Config(format!(
+                "topic {topic} in {} was partitioned by {} (an earlier version of the log), \
+                 not by murmur2 as Kafka's clients partition: replay the landing data into a \
+                 new log (move {} away, then run producer replay)",
+                self.root.display(),
+                partitioner.unwrap_or("CRC32C"),
+                self.root.display()
+            )));
+        }
+        Ok(Some(n))
     }
 
     fn topics(&self) -> Result<Vec<(String, u32)>> {

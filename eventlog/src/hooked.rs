@@ -32,6 +32,12 @@ impl<L: Log> Log for Hooked<'_, L> {
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
         self.inner.ensure_topic(topic, partitions)
     }
+    fn ensure_compacted_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
+        self.inner.ensure_compacted_topic(topic, partitions)
+    }
+    fn finite_retention(&self, topic: &str) -> Result<Option<String>> {
+        self.inner.finite_retention(topic)
+    }
     fn partitions(&self, topic: &str) -> Result<Option<u32>> {
         self.inner.partitions(topic)
     }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -373,6 +373,56 @@ fn partition_count(meta: &QuietConsumer, topic: &str) -> Result<Option<u32>> {
     }
 }
 
+/// How a topic this backend creates keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Every record, forever.
+    Keep,
+    /// The latest record of each key, forever.
+    Compact,
+}
+
+/// The topic configs a topic is created with. Records are kept forever: the log is
+/// the source of truth, and a broker's default (seven days on Apache Kafka and
+/// Redpanda) would silently cut `--reprocess-all` short. `cleanup.policy=delete` is
+/// Kafka's default and is never sent: tansu 0.6 deletes every record of a topic whose
+/// `cleanup.policy` names `delete` with `retention.ms=-1`.
+pub fn topic_configs(cleanup: Cleanup) -> Vec<(&'static str, &'static str)> {
+    let mut configs = vec![("retention.ms", "-1"), ("retention.bytes", "-1")];
+    if cleanup == Cleanup::Compact {
+        configs.push(("cleanup.policy", "compact"));
+    }
+    configs
+}
+
+/// Why a topic with these configs (name -> value, as DescribeConfigs answers) may
+/// lose records, or `None` if it keeps them all. A setting the broker does not report
+/// is the broker's default, which deletes (seven days on Apache Kafka and Redpanda).
+pub fn retention_gap(configs: &HashMap<String, String>) -> Option<String> {
+    let policy = configs
+        .get("cleanup.policy")
+        .map_or("delete", String::as_str);
+    let mut gaps = Vec::new();
+    if policy.contains("compact") {
+        gaps.push(format!("cleanup.policy={policy}"));
+    }
+    if policy.contains("delete") {
+        let limit = |name: &str| configs.get(name).map(|v| (v, v.trim().parse::<i64>()));
+        match limit("retention.ms") {
+            Some((_, Ok(ms))) if ms < 0 => {}
+            Some((v, _)) => gaps.push(format!("retention.ms={v}")),
+            None => gaps.push("retention.ms unset (the broker's default)".to_owned()),
+        }
+        // Unset, retention.bytes is -1 on every broker: no limit.
+        if let Some((v, parsed)) = limit("retention.bytes")
+            && !matches!(parsed, Ok(b) if b < 0)
+        {
+            gaps.push(format!("retention.bytes={v}"));
+        }
+    }
+    (!gaps.is_empty()).then(|| gaps.join(", "))
+}
+
 /// Creates a topic unless it exists; its partition count once the metadata shows it.
 fn create_topic(
     admin: &AdminClient<Quiet>,
@@ -380,15 +430,19 @@ fn create_topic(
     topic: &str,
     partitions: u32,
     replication: i32,
+    cleanup: Cleanup,
 ) -> Result<u32> {
     if let Some(n) = partition_count(meta, topic)? {
         return Ok(n);
     }
-    let new = NewTopic::new(
+    let mut new = NewTopic::new(
         topic,
         partitions.max(1) as i32,
         TopicReplication::Fixed(replication),
     );
+    for (name, value) in topic_configs(cleanup) {
+        new = new.set(name, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let results = futures_executor::block_on(admin.create_topics([&new], &options))
         .map_err(|e| kafka_error("create topic", e))?;
@@ -473,7 +527,14 @@ impl KafkaLog {
             Some(ns) => format!("_{ns}.{}", &VOIDS_TOPIC[1..]),
             None => VOIDS_TOPIC.to_owned(),
         };
-        create_topic(&admin, &meta, &voids_topic, 1, config.replication)?;
+        create_topic(
+            &admin,
+            &meta,
+            &voids_topic,
+            1,
+            config.replication,
+            Cleanup::Keep,
+        )?;
         let voids = Arc::new(Voids::open(&base, voids_topic)?);
         Ok(KafkaLog {
             brokers: brokers.to_owned(),
@@ -491,6 +552,51 @@ impl KafkaLog {
 
     pub fn brokers(&self) -> &str {
         &self.brokers
+    }
+
+    fn ensure(&self, topic: &str, partitions: u32, cleanup: Cleanup) -> Result<u32> {
+        crate::embedded::check_name(topic)?;
+        let full = self.full(topic);
+        if let Some(n) = self.count(&full)? {
+            return Ok(n);
+        }
+        create_topic(
+            &self.admin,
+            &self.meta,
+            &full,
+            partitions,
+            self.replication,
+            cleanup,
+        )
+    }
+
+    /// A topic's configs as the cluster reports them (DescribeConfigs), `None` if
+    /// the topic does not exist.
+    pub fn topic_config(&self, topic: &str) -> Result<Option<HashMap<String, String>>> {
+        let full = self.full(topic);
+        if self.count(&full)?.is_none() {
+            return Ok(None);
+        }
+        let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+        let resource = ResourceSpecifier::Topic(&full);
+        let results =
+            futures_executor::block_on(self.admin.describe_configs([&resource], &options))
+                .map_err(|e| kafka_error("describe topic configs", format!("{full}: {e}")))?;
+        let Some(result) = results.into_iter().next() else {
+            return Err(kafka_error(
+                "describe topic configs",
+                format!("{full}: no answer"),
+            ));
+        };
+        let resource = result
+            .map_err(|code| kafka_error("describe topic configs", format!("{full}: {code}")))?;
+        Ok(Some(
+            resource
+                .entries
+                .into_iter()
+                .filter_map(|e| Some((e.name, e.value?)))
+                .collect(),
+        ))
     }
 
     /// A topic's or consumer's name on the cluster.
@@ -604,12 +710,15 @@ impl Log for KafkaLog {
     type Reader = KafkaReader;
 
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
-        crate::embedded::check_name(topic)?;
-        let full = self.full(topic);
-        if let Some(n) = self.count(&full)? {
-            return Ok(n);
-        }
-        create_topic(&self.admin, &self.meta, &full, partitions, self.replication)
+        self.ensure(topic, partitions, Cleanup::Keep)
+    }
+
+    fn ensure_compacted_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
+        self.ensure(topic, partitions, Cleanup::Compact)
+    }
+
+    fn finite_retention(&self, topic: &str) -> Result<Option<String>> {
+        Ok(self.topic_config(topic)?.as_ref().and_then(retention_gap))
     }
 
     fn partitions(&self, topic: &str) -> Result<Option<u32>> {
@@ -699,6 +808,7 @@ impl Log for KafkaLog {
             pending: VecDeque::new(),
             at_end: false,
             voids: Arc::clone(&self.voids),
+            troubled_since: None,
         })
     }
 
@@ -789,6 +899,23 @@ pub struct KafkaReader {
     /// librdkafka reported the end of the partition and nothing came since.
     at_end: bool,
     voids: Arc<Voids>,
+    /// Since when fetches have failed with transient errors only (see `next`).
+    troubled_since: Option<Instant>,
+}
+
+/// Errors of a fetch that librdkafka recovers from by itself (it reconnects and
+/// fetches again): the broker's connection broke, or it is briefly unreachable.
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+    )
 }
 
 impl KafkaReader {
@@ -841,7 +968,26 @@ impl KafkaReader {
                 None => return Ok(None),
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     self.at_end = true;
+                    self.troubled_since = None;
                     return Ok(None);
+                }
+                // The connection to the broker broke (a restart, a network blip):
+                // librdkafka reconnects by itself and fetches again; the reader
+                // waits for that, as long as a request may take.
+                Some(Err(KafkaError::MessageConsumption(code)))
+                    if is_transient(code)
+                        && self
+                            .troubled_since
+                            .get_or_insert_with(Instant::now)
+                            .elapsed()
+                            < REQUEST_TIMEOUT =>
+                {
+                    tracing::debug!(
+                        topic = self.topic,
+                        partition = self.partition,
+                        "fetch: {code}; waiting for librdkafka to reconnect"
+                    );
+                    continue;
                 }
                 Some(Err(e)) => {
                     return Err(kafka_error(
@@ -854,6 +1000,7 @@ impl KafkaReader {
                 }
                 Some(Ok(m)) => Self::stored(&m),
             };
+            self.troubled_since = None;
             if record.offset < self.position {
                 continue; // fetched before a seek
             }
@@ -928,5 +1075,71 @@ impl PartitionReader for KafkaReader {
 
     fn position(&self) -> u64 {
         self.pending.front().map_or(self.position, |r| r.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn topics_are_created_to_keep_their_records() {
+        let keep = topic_configs(Cleanup::Keep);
+        assert_eq!(keep, [("retention.ms", "-1"), ("retention.bytes", "-1")]);
+        let compact = topic_configs(Cleanup::Compact);
+        assert!(compact.contains(&("cleanup.policy", "compact")));
+        assert!(compact.contains(&("retention.ms", "-1")));
+        // What they are created with reads back as keeping everything.
+        for created in [keep, compact.clone()] {
+            let created: Vec<(&str, &str)> = created
+                .into_iter()
+                .filter(|(k, _)| *k != "cleanup.policy")
+                .collect();
+            assert_eq!(retention_gap(&configs(&created)), None);
+        }
+        assert_eq!(
+            retention_gap(&configs(&compact)).as_deref(),
+            Some("cleanup.policy=compact")
+        );
+    }
+
+    #[test]
+    fn a_finite_retention_is_named() {
+        // Apache Kafka's defaults, as DescribeConfigs reports them.
+        let kafka = configs(&[
+            ("cleanup.policy", "delete"),
+            ("retention.ms", "604800000"),
+            ("retention.bytes", "-1"),
+        ]);
+        assert_eq!(
+            retention_gap(&kafka).as_deref(),
+            Some("retention.ms=604800000")
+        );
+        let by_size = configs(&[("retention.ms", "-1"), ("retention.bytes", "1073741824")]);
+        assert_eq!(
+            retention_gap(&by_size).as_deref(),
+            Some("retention.bytes=1073741824")
+        );
+        // A broker that reports only what was set (tansu): unset is the default.
+        assert_eq!(
+            retention_gap(&configs(&[])).as_deref(),
+            Some("retention.ms unset (the broker's default)")
+        );
+        let both = configs(&[("cleanup.policy", "compact,delete"), ("retention.ms", "-1")]);
+        assert_eq!(
+            retention_gap(&both).as_deref(),
+            Some("cleanup.policy=compact,delete")
+        );
+        assert_eq!(
+            retention_gap(&configs(&[("retention.ms", "soon")])).as_deref(),
+            Some("retention.ms=soon")
+        );
     }
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod hooked;
 pub mod index;
 pub mod kafka;
+pub mod partition;
 pub mod reuse;
 
 use std::borrow::Cow;
@@ -24,10 +25,11 @@ use std::time::Duration;
 
 pub use bytes::Bytes;
 pub use codec::KNOWN_HEADERS;
-pub use config::{PipelineConfig, partition_for};
+pub use config::PipelineConfig;
 pub use embedded::{EmbeddedLog, EmbeddedReader, try_lock_with_grace, write_atomic};
 pub use error::{Error, IoContext, Result};
 pub use kafka::{KafkaConfig, KafkaLog, KafkaReader};
+pub use partition::partition_for;
 pub use reuse::ReusedBuffers;
 
 /// A header name: usually one of a few static names, so no allocation per record.
@@ -100,7 +102,8 @@ impl FromStr for FsyncPolicy {
     }
 }
 
-/// A positive duration written as a number and a unit: `500ms`, `30s`, `5m`, `1h`.
+/// A positive duration written as a number and a unit: `500ms`, `30s`, `5m`, `1h`,
+/// `7d`.
 /// Every duration in the config and on command lines is read with this.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -112,6 +115,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "s" => n.checked_mul(1000)?,
         "m" => n.checked_mul(60_000)?,
         "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
     (ms > 0).then(|| Duration::from_millis(ms))
@@ -153,8 +157,24 @@ pub trait Log: Send + Sync {
     type Reader: PartitionReader;
 
     /// Creates the topic with this many partitions if it does not exist; returns the
-    /// partition count it has.
+    /// partition count it has. A topic this creates keeps every record forever (on
+    /// Kafka: `retention.ms=-1`, `retention.bytes=-1`): the log is the source of truth.
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32>;
+
+    /// As [`ensure_topic`](Self::ensure_topic), for a topic whose readers need only
+    /// the latest record of each key: the broker may drop a record once a later one
+    /// has its key (on Kafka: `cleanup.policy=compact`). The embedded log keeps all.
+    fn ensure_compacted_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
+        self.ensure_topic(topic, partitions)
+    }
+
+    /// Why this topic may lose records before anyone reads them again (a finite
+    /// retention, or compaction), as a line naming its settings; `None` when it keeps
+    /// every record. The embedded log deletes nothing.
+    fn finite_retention(&self, topic: &str) -> Result<Option<String>> {
+        let _ = topic;
+        Ok(None)
+    }
 
     /// The partition count of a topic, `None` if it does not exist.
     fn partitions(&self, topic: &str) -> Result<Option<u32>>;
@@ -249,6 +269,32 @@ pub trait PartitionReader: Send {
 
     /// The offset of the next record `poll` returns.
     fn position(&self) -> u64;
+}
+
+/// Warns, one line each, about every topic of `topics` that may lose records (see
+/// [`Log::finite_retention`]), naming its settings and the fix; returns those topics
+/// with their settings. A topic whose configs cannot be read (an older broker, an
+/// ACL) is a warning of its own, not an error.
+pub fn check_retention<L: Log + ?Sized>(log: &L, topics: &[&str]) -> Vec<(String, String)> {
+    let mut finite = Vec::new();
+    for topic in topics {
+        match log.finite_retention(topic) {
+            Ok(None) => {}
+            Ok(Some(gap)) => {
+                tracing::warn!(
+                    "topic {topic} may delete records ({gap}): the log is the source of truth, \
+                     and --reprocess-all or --from-offset earliest would work on what is left. \
+                     Keep them forever: rpk topic alter-config {topic} --set retention.ms=-1 \
+                     --set retention.bytes=-1 --set cleanup.policy=delete (or kafka-configs.sh \
+                     --alter --entity-type topics --entity-name {topic} --add-config \
+                     retention.ms=-1,retention.bytes=-1,cleanup.policy=delete)"
+                );
+                finite.push(((*topic).to_owned(), gap));
+            }
+            Err(e) => tracing::warn!("cannot read the retention of topic {topic}: {e}"),
+        }
+    }
+    finite
 }
 
 /// A URL fit for a message: the user information before `@` in its authority (where
@@ -353,6 +399,18 @@ impl Log for AnyLog {
         match self {
             AnyLog::Embedded(l) => l.ensure_topic(topic, partitions),
             AnyLog::Kafka(l) => l.ensure_topic(topic, partitions),
+        }
+    }
+    fn ensure_compacted_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
+        match self {
+            AnyLog::Embedded(l) => l.ensure_compacted_topic(topic, partitions),
+            AnyLog::Kafka(l) => l.ensure_compacted_topic(topic, partitions),
+        }
+    }
+    fn finite_retention(&self, topic: &str) -> Result<Option<String>> {
+        match self {
+            AnyLog::Embedded(l) => l.finite_retention(topic),
+            AnyLog::Kafka(l) => l.finite_retention(topic),
         }
     }
     fn partitions(&self, topic: &str) -> Result<Option<u32>> {
@@ -516,6 +574,7 @@ mod tests {
         assert_eq!(ms("30s"), Some(30_000));
         assert_eq!(ms("5m"), Some(300_000));
         assert_eq!(ms("1h"), Some(3_600_000));
+        assert_eq!(ms("7d"), Some(604_800_000));
         assert_eq!(ms("0s"), None);
         assert_eq!(ms("soon"), None);
         assert_eq!(ms("10"), None);

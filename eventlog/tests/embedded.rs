@@ -286,6 +286,37 @@ fn names_cannot_escape_the_root() {
     assert_eq!(log.topics().unwrap(), vec![("t".to_string(), 2)]);
 }
 
+/// A topic of several partitions written before keys were partitioned by murmur2
+/// (its `topic.json` names no partitioner) is refused with the way out; a topic of one
+/// partition, where every hash agrees, is not.
+#[test]
+fn a_topic_partitioned_by_crc32c_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.ensure_topic("events", 4).unwrap();
+    log.ensure_topic("single", 1).unwrap();
+    assert_eq!(log.partitions("events").unwrap(), Some(4));
+    drop(log);
+    for topic in ["events", "single"] {
+        std::fs::write(
+            dir.path().join(topic).join("topic.json"),
+            if topic == "events" {
+                r#"{"partitions": 4}"#
+            } else {
+                r#"{"partitions": 1}"#
+            },
+        )
+        .unwrap();
+    }
+    let log = EmbeddedLog::open(dir.path(), LogConfig::default()).unwrap();
+    let e = log.append("events", 0, &[rec(1)]).unwrap_err().to_string();
+    assert!(e.contains("partitioned by CRC32C"), "{e}");
+    assert!(e.contains("producer replay"), "{e}");
+    assert!(log.ensure_topic("events", 4).is_err());
+    assert_eq!(log.partitions("single").unwrap(), Some(1));
+    log.append("single", 0, &[rec(1)]).unwrap();
+}
+
 #[test]
 fn fsync_always_and_interval_policies_append() {
     for policy in [

@@ -174,6 +174,72 @@ fn the_contract_on_the_mock_cluster() {
     contract(&cluster.bootstrap_servers(), None, Some(&create));
 }
 
+/// Keys produced by librdkafka's own partitioner, `murmur2_random` (as a Java
+/// producer's default partitioner chooses too), with no partition given: each lands
+/// where [`eventlog::partition_for`] puts it, so records another producer appends to
+/// `raw.usage_events` keep every org in the partition the pipeline uses.
+fn foreign_producer_agrees(brokers: &str, topic: &str, partitions: u32) {
+    use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+    use std::sync::{Arc, Mutex};
+
+    struct Delivered(Arc<Mutex<Vec<(String, i32)>>>);
+    impl rdkafka::ClientContext for Delivered {}
+    impl ProducerContext for Delivered {
+        type DeliveryOpaque = ();
+        fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+            let m = result.as_ref().unwrap();
+            let key = String::from_utf8(rdkafka::Message::key(m).unwrap().to_vec()).unwrap();
+            self.0
+                .lock()
+                .unwrap()
+                .push((key, rdkafka::Message::partition(m)));
+        }
+    }
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let producer: ThreadedProducer<Delivered> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2_random")
+        .create_with_context(Delivered(Arc::clone(&delivered)))
+        .unwrap();
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("org_{i:04}"))
+        .chain(["", "a", "kafka", "o-1"].map(String::from))
+        .collect();
+    for key in &keys {
+        producer
+            .send(BaseRecord::<str, str>::to(topic).key(key).payload("{}"))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+    let delivered = delivered.lock().unwrap();
+    assert_eq!(delivered.len(), keys.len());
+    let mut used = std::collections::BTreeSet::new();
+    for (key, partition) in delivered.iter() {
+        assert_eq!(
+            *partition as u32,
+            eventlog::partition_for(key.as_bytes(), partitions),
+            "{key:?}"
+        );
+        used.insert(*partition);
+    }
+    assert_eq!(
+        used.len(),
+        partitions as usize,
+        "the keys reach every partition"
+    );
+}
+
+#[test]
+fn librdkafka_partitions_keys_as_the_pipeline_does_on_the_mock_cluster() {
+    let cluster = MockCluster::new(1).unwrap();
+    for partitions in [4, 7] {
+        let t = unique("keys");
+        cluster.create_topic(&t, partitions, 1).unwrap();
+        foreign_producer_agrees(&cluster.bootstrap_servers(), &t, partitions as u32);
+    }
+}
+
 /// The broker CI starts (see `.ci/run`); outside CI, a missing broker skips.
 fn live_brokers() -> Option<String> {
     match std::env::var("KAFKA_TEST_BROKERS") {
@@ -192,6 +258,10 @@ fn live_brokers() -> Option<String> {
 fn the_contract_on_a_real_broker() {
     if let Some(brokers) = live_brokers() {
         contract(&brokers, None, None);
+        let t = unique("keys");
+        let log = KafkaLog::open(&brokers, None, &KafkaConfig::default()).unwrap();
+        log.ensure_topic(&t, 4).unwrap();
+        foreign_producer_agrees(&brokers, &t, 4);
         // In a namespace, and two namespaces do not see each other.
         let (a, b) = (unique("ns"), unique("ns"));
         contract(&brokers, Some(&a), None);
@@ -234,6 +304,53 @@ fn an_unreachable_cluster_is_one_clear_error() {
     );
     assert!(!err.contains('\n'), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// What a topic is created with on a real broker, read back: kept forever, or
+/// compacted; a topic created otherwise is named by `finite_retention`.
+#[test]
+fn topics_keep_their_records_on_a_real_broker() {
+    let Some(brokers) = live_brokers() else {
+        return;
+    };
+    let log = KafkaLog::open(&brokers, Some(&unique("ret")), &KafkaConfig::default()).unwrap();
+    log.ensure_topic("kept", 2).unwrap();
+    log.ensure_compacted_topic("latest", 2).unwrap();
+    let kept = log.topic_config("kept").unwrap().unwrap();
+    assert_eq!(
+        kept.get("retention.ms").map(String::as_str),
+        Some("-1"),
+        "{kept:?}"
+    );
+    assert_eq!(
+        kept.get("retention.bytes").map(String::as_str),
+        Some("-1"),
+        "{kept:?}"
+    );
+    assert_ne!(
+        kept.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    assert_eq!(log.finite_retention("kept").unwrap(), None);
+    let latest = log.topic_config("latest").unwrap().unwrap();
+    assert_eq!(
+        latest.get("cleanup.policy").map(String::as_str),
+        Some("compact"),
+        "{latest:?}"
+    );
+    assert_eq!(
+        log.finite_retention("latest").unwrap().as_deref(),
+        Some("cleanup.policy=compact")
+    );
+    assert_eq!(log.topic_config("missing").unwrap(), None);
+    // The internal topic of void ranges keeps its records too.
+    let internal = KafkaLog::open(&brokers, None, &KafkaConfig::default()).unwrap();
+    assert_eq!(
+        internal
+            .finite_retention(eventlog::kafka::VOIDS_TOPIC)
+            .unwrap(),
+        None
+    );
 }
 
 #[test]

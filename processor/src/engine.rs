@@ -648,7 +648,13 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         for topic in OUTPUT_TOPICS {
             let parts = if topic == QUARANTINE_TOPIC { n + 1 } else { n };
-            log.ensure_topic(topic, parts)?;
+            // The running daily totals: each record supersedes the one before with its
+            // key, so the broker may keep only the latest (SPEC section 3).
+            if topic == DAILY_TOPIC {
+                log.ensure_compacted_topic(topic, parts)?;
+            } else {
+                log.ensure_topic(topic, parts)?;
+            }
         }
         let output_partitions = owned_outputs(log, &cfg)?.into();
         let mut me = Processor {
@@ -1110,7 +1116,7 @@ impl<'a, L: Log> Processor<'a, L> {
                 ));
                 let o = self.master.orgs.get(&org);
                 let msg = DailyMessage {
-                    org_id: org.clone(),
+                    org_id: org,
                     usage_date: date,
                     service,
                     org_name: o.map(|o| o.org_name.to_string()).unwrap_or_default(),
@@ -1118,7 +1124,7 @@ impl<'a, L: Log> Processor<'a, L> {
                     plan_tier: o.map(|o| o.plan_tier.to_string()).unwrap_or_default(),
                     totals,
                 };
-                daily_out.push((part.p, org, msg));
+                daily_out.push((part.p, msg));
             }
             for key in part.dirty_windows.drain() {
                 if let Some(w) = part.windows.get_mut(&key) {
@@ -1136,17 +1142,19 @@ impl<'a, L: Log> Processor<'a, L> {
         }
         // Daily upserts in a stable order, so a rebuild writes the same records.
         daily_out.sort_by(|a, b| {
-            (a.0, &a.2.org_id, a.2.usage_date, &a.2.service).cmp(&(
+            (a.0, &a.1.org_id, a.1.usage_date, &a.1.service).cmp(&(
                 b.0,
-                &b.2.org_id,
-                b.2.usage_date,
-                &b.2.service,
+                &b.1.org_id,
+                b.1.usage_date,
+                &b.1.service,
             ))
         });
-        for (p, org, msg) in daily_out {
-            let r = self
-                .records
-                .json(&org, &msg, i64::from(msg.usage_date) * 86_400_000)?;
+        for (p, msg) in daily_out {
+            let r = self.records.json(
+                &msg.record_key(),
+                &msg,
+                i64::from(msg.usage_date) * 86_400_000,
+            )?;
             self.out(DAILY_TOPIC, p, r);
         }
         // Emptied, not dropped: the next batch's records reuse the vectors' room.

@@ -61,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
     tracing::info!(%bound, "metrics at http://{bound}/metrics");
     let log = config.open_processor_log()?;
+    eventlog::check_retention(&log, &schemas::source::Source::raw_topics());
     let (instance, instances) = cli.instance;
     if instances > 1 && matches!(log, eventlog::AnyLog::Embedded(_)) {
         anyhow::bail!(
@@ -70,13 +71,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or(pc.threads);
     let state_root = config.data_dir().join("state");
     let started = std::time::Instant::now();
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let report = processor::run_threads(&log, &state_root, &cfg, threads, &metrics, &stop)?;
+    let stop = eventlog::cli::stop_flag();
+    let report = processor::run_threads(&log, &state_root, &cfg, threads, &metrics, stop)?;
     tracing::info!(
         records = report.records_in,
         commits = report.commits,
         seconds = started.elapsed().as_secs_f64(),
-        "caught up"
+        "{}",
+        if eventlog::cli::stopping() {
+            "stopped, with what was read committed"
+        } else {
+            "caught up"
+        }
     );
     Ok(())
 }

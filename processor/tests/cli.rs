@@ -61,3 +61,60 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(body.contains("processor_lag_records{partition=\"0\"} 5"));
     assert!(body.contains("# TYPE processor_commit_latency_seconds summary"));
 }
+
+/// Logs to a file or a pipe carry no colour codes; `PIPELINE_LOG_FORMAT=json` gives
+/// one JSON object per line with the event's level, message and fields; any other
+/// format is a one-line error.
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |format: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_processor"));
+        c.env("PIPELINE_DATA_DIR", dir.path().join("data"))
+            .env("RUST_LOG", "info")
+            .env_remove("PIPELINE_LOG_FORMAT")
+            .args(["--until-idle", "--metrics-addr", "127.0.0.1:0"])
+            .current_dir(dir.path());
+        if let Some(f) = format {
+            c.env("PIPELINE_LOG_FORMAT", f);
+        }
+        c.output().unwrap()
+    };
+    let text = run(None);
+    assert!(text.status.success());
+    let err = String::from_utf8(text.stderr).unwrap();
+    assert!(
+        err.contains("INFO") && err.contains("metrics at http://"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "colour codes in a pipe: {err:?}");
+
+    let json = run(Some("json"));
+    assert!(json.status.success());
+    let err = String::from_utf8(json.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    let metrics = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("metrics at"))
+        })
+        .unwrap();
+    assert_eq!(metrics["level"], "INFO");
+    assert_eq!(metrics["target"], "processor");
+    assert!(metrics["bound"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(lines.iter().all(|l| l["timestamp"].is_string()));
+
+    let bad = run(Some("yaml"));
+    assert!(!bad.status.success());
+    let err = String::from_utf8(bad.stderr).unwrap();
+    assert_eq!(
+        err.trim(),
+        "error: PIPELINE_LOG_FORMAT=\"yaml\": expected text or json"
+    );
+}

@@ -5,6 +5,10 @@ pub enum Error {
     Log(#[from] eventlog::Error),
     #[error("{0}")]
     Usage(String),
+    /// A stop was asked for (SIGTERM, SIGINT): what was appended stays, and the next
+    /// replay of the directory resumes after it.
+    #[error("stopped")]
+    Stopped,
     #[error("replay state {path} is unreadable: {detail}")]
     State {
         path: std::path::PathBuf,

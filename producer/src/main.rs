@@ -1,6 +1,5 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -82,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             new_run,
         } => {
             let log = config.open_log()?;
+            eventlog::check_retention(&log, &schemas::source::Source::raw_topics());
             let opts = ReplayOptions {
                 landing: landing_dir,
                 order: match order {
@@ -98,7 +98,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 follow_poll: std::time::Duration::from_millis(config.producer.follow_poll_ms),
             };
             let started = std::time::Instant::now();
-            let report = producer::replay::replay(&log, &opts, &AtomicBool::new(false))?;
+            let report = producer::replay::replay(&log, &opts, eventlog::cli::stop_flag())?;
+            if report.stopped {
+                tracing::info!("replay stopped; the next replay of this directory resumes it");
+            }
             let total: u64 = report.appended.values().sum();
             tracing::info!(
                 records = total,

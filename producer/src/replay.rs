@@ -58,6 +58,9 @@ pub struct ReplayReport {
     pub resumed_past: u64,
     pub rounds: usize,
     pub ignored_files: Vec<String>,
+    /// The replay stopped (on `stop`) before it finished: the next replay of the
+    /// directory resumes where this one stopped.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,8 +143,9 @@ fn save_state(path: &Path, state: &RunState) -> Result<()> {
     Ok(())
 }
 
-/// Replays a landing directory into the raw topics. Returns when done, or, with
-/// `--follow`, when `stop` is set.
+/// Replays a landing directory into the raw topics. Returns when done, or when
+/// `stop` is set: then after appending what it has batched, with the round left
+/// unfinished for the next replay to resume (`report.stopped`).
 pub fn replay<L: Log>(log: &L, opts: &ReplayOptions, stop: &AtomicBool) -> Result<ReplayReport> {
     let landing = opts
         .landing
@@ -182,7 +186,7 @@ pub fn replay<L: Log>(log: &L, opts: &ReplayOptions, stop: &AtomicBool) -> Resul
         },
     };
     let mut report = ReplayReport::default();
-    let mut sink = Sink::new(log, &partitions, opts.batch_records);
+    let mut sink = Sink::new(log, &partitions, opts.batch_records, stop);
     let mut warned: HashSet<String> = HashSet::new();
     loop {
         let (files, ignored) = landing::scan(&landing)?;
@@ -232,9 +236,17 @@ pub fn replay<L: Log>(log: &L, opts: &ReplayOptions, stop: &AtomicBool) -> Resul
             }
             sink.resume_from(&round.start)?;
             report.resumed_past += sink.skipping();
-            run_round(&mut sink, &round_files, state.order, opts)?;
+            let ran = run_round(&mut sink, &round_files, state.order, opts);
             sink.flush_all()?;
             log.flush()?;
+            match ran {
+                Err(Error::Stopped) => {
+                    report.stopped = true;
+                    report.appended = sink.appended;
+                    return Ok(report);
+                }
+                other => other?,
+            }
             if let Some(last) = state.rounds.last_mut() {
                 last.done = true;
             }
@@ -263,6 +275,8 @@ pub fn replay<L: Log>(log: &L, opts: &ReplayOptions, stop: &AtomicBool) -> Resul
 /// string keys.
 struct Sink<'a, L: Log> {
     log: &'a L,
+    /// Checked after each append: once set, the round ends with [`Error::Stopped`].
+    stop: &'a AtomicBool,
     batch_records: usize,
     slots: Vec<Slot>,
     first_slot: HashMap<String, usize>,
@@ -277,7 +291,12 @@ struct Slot {
 }
 
 impl<'a, L: Log> Sink<'a, L> {
-    fn new(log: &'a L, partitions: &HashMap<String, u32>, batch_records: usize) -> Self {
+    fn new(
+        log: &'a L,
+        partitions: &HashMap<String, u32>,
+        batch_records: usize,
+        stop: &'a AtomicBool,
+    ) -> Self {
         let mut slots = Vec::new();
         let mut first_slot = HashMap::new();
         let mut topics: Vec<(&String, &u32)> = partitions.iter().collect();
@@ -295,6 +314,7 @@ impl<'a, L: Log> Sink<'a, L> {
         }
         Sink {
             log,
+            stop,
             batch_records: batch_records.max(1),
             slots,
             first_slot,
@@ -340,6 +360,14 @@ impl<'a, L: Log> Sink<'a, L> {
         self.slots[slot].buffer.push(record);
         if self.slots[slot].buffer.len() >= self.batch_records {
             self.flush(slot)?;
+            self.check_stop()?;
+        }
+        Ok(())
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(Error::Stopped);
         }
         Ok(())
     }
@@ -667,7 +695,14 @@ impl Pacer {
         if due > now {
             // What is due now must be visible before we sleep.
             sink.flush_all()?;
-            std::thread::sleep(due - now);
+            // In steps, so that a stop is not kept waiting for a gap in event time.
+            while Instant::now() < due {
+                sink.check_stop()?;
+                std::thread::sleep(
+                    due.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(100)),
+                );
+            }
         }
         Ok(())
     }

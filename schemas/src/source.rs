@@ -69,6 +69,11 @@ impl Source {
         }
     }
 
+    /// Every source's raw topic: the log's source of truth.
+    pub fn raw_topics() -> [&'static str; 8] {
+        Source::ALL.map(Source::raw_topic)
+    }
+
     /// The CSV source a landing file feeds, by its file name (`users.csv`).
     pub fn from_csv_file_name(file_name: &str) -> Option<Source> {
         let stem = file_name.strip_suffix(".csv")?;

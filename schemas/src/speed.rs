@@ -530,6 +530,21 @@ pub struct DailyMessage {
     pub totals: UsageTotals,
 }
 
+impl DailyMessage {
+    /// The record's key on `speed.daily_usage`: `org_id|usage_date|service`. Each
+    /// record supersedes the one before with the same key, so the topic is compacted
+    /// by it (SPEC section 3); it stays in its org's partition, as the processor
+    /// places it.
+    pub fn record_key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.org_id,
+            crate::time::date_text(self.usage_date),
+            self.service
+        )
+    }
+}
+
 /// A record of `speed.late_events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LateMessage {

@@ -115,8 +115,13 @@ pub struct CassandraSettings {
     pub concurrency: usize,
     /// Rows per batch (every batch holds one partition).
     pub batch_rows: usize,
+    /// The TTL of every real-time row (`speed_daily_usage_by_org`), in seconds.
+    pub speed_ttl_seconds: u32,
     pub backoff: Backoff,
 }
+
+/// How long a real-time row lives after its last upsert, unless configured.
+pub const DEFAULT_SPEED_TTL: &str = "30d";
 
 impl CassandraSettings {
     /// From the serving URL, the config file's `[serving]` section, and the
@@ -144,6 +149,15 @@ impl CassandraSettings {
                 .unwrap_or_else(|| DEFAULT_REPLICATION.into()),
             concurrency: section.concurrency.unwrap_or(16).max(1),
             batch_rows: section.batch_rows.unwrap_or(100).max(1),
+            speed_ttl_seconds: {
+                let text = section.speed_ttl.as_deref().unwrap_or(DEFAULT_SPEED_TTL);
+                eventlog::parse_duration(text)
+                    .and_then(|d| u32::try_from(d.as_secs()).ok())
+                    .filter(|s| *s > 0)
+                    .with_context(|| {
+                        format!("serving.speed_ttl {text:?}: expected a duration like 30d or 12h")
+                    })?
+            },
             backoff: Backoff::default(),
         };
         if s.password.is_some() && s.username.is_none() {
@@ -180,15 +194,40 @@ pub fn schema_statements(keyspace: &str, replication: &str) -> Vec<String> {
         .collect()
 }
 
-/// The prepared upsert of a table's rows (an INSERT is an upsert in CQL).
-pub fn insert_cql(keyspace: &str, t: &TableDef) -> String {
+/// The prepared upsert of a table's rows (an INSERT is an upsert in CQL), with a TTL
+/// in seconds for rows that expire.
+pub fn insert_cql(keyspace: &str, t: &TableDef, ttl_seconds: Option<u32>) -> String {
     let cols: Vec<&str> = t.columns().map(|(c, _)| *c).collect();
     let marks = vec!["?"; cols.len()].join(", ");
+    let ttl = ttl_seconds.map_or(String::new(), |s| format!(" USING TTL {s}"));
     format!(
-        "INSERT INTO {keyspace}.{} ({}) VALUES ({marks})",
+        "INSERT INTO {keyspace}.{} ({}) VALUES ({marks}){ttl}",
         t.name,
         cols.join(", ")
     )
+}
+
+/// An unprepared statement marked idempotent: every statement this backend sends is
+/// (upserts of whole rows by key, reads, `IF NOT EXISTS` DDL), so the driver's retry
+/// and speculative-execution policies may send it again.
+pub fn idempotent(cql: impl Into<String>) -> scylla::statement::Statement {
+    let mut s = scylla::statement::Statement::new(cql);
+    s.set_is_idempotent(true);
+    s
+}
+
+/// An unlogged batch of `n` executions of one upsert, marked idempotent.
+pub fn upsert_batch(
+    statement: impl Into<scylla::statement::batch::BatchStatement> + Clone,
+    n: usize,
+) -> scylla::statement::batch::Batch {
+    use scylla::statement::batch::{Batch, BatchType};
+    let mut b = Batch::new(BatchType::Unlogged);
+    for _ in 0..n {
+        b.append_statement(statement.clone());
+    }
+    b.set_is_idempotent(true);
+    b
 }
 
 /// The read of one partition, with a range of the first clustering column.
@@ -332,18 +371,56 @@ fn json_value(v: Option<scylla::value::CqlValue>) -> Value {
     }
 }
 
-/// How a driver error bears on retrying. The driver retries what it safely can
-/// itself; this outer policy adds backoff for the cluster being briefly unable.
-fn failure_of(e: &(dyn std::error::Error + 'static)) -> Failure {
-    let text = e.to_string().to_ascii_lowercase();
-    if text.contains("unavailable") {
-        Failure::Unavailable
-    } else if text.contains("overloaded") {
-        Failure::Overloaded
-    } else if text.contains("timeout") || text.contains("timed out") {
-        Failure::Timeout
-    } else {
-        Failure::Fatal
+/// How a driver error bears on retrying, from its type (never its text). The driver
+/// retries what its retry policy allows on its own, for idempotent statements; this
+/// outer policy adds backoff for the cluster being briefly unable to answer.
+pub trait Retryable {
+    fn failure(&self) -> Failure;
+}
+
+/// What the database answered: timeouts, unavailability, overload and bootstrapping
+/// pass; a bad statement, bad credentials, missing rights or anything else do not.
+pub fn db_failure(e: &scylla::errors::DbError) -> Failure {
+    use scylla::errors::DbError;
+    match e {
+        DbError::ReadTimeout { .. } | DbError::WriteTimeout { .. } => Failure::Timeout,
+        DbError::Unavailable { .. } | DbError::IsBootstrapping => Failure::Unavailable,
+        DbError::Overloaded | DbError::RateLimitReached { .. } => Failure::Overloaded,
+        _ => Failure::Fatal,
+    }
+}
+
+fn attempt_failure(e: &scylla::errors::RequestAttemptError) -> Failure {
+    use scylla::errors::RequestAttemptError as A;
+    match e {
+        A::DbError(db, _) => db_failure(db),
+        // The connection broke or is saturated: another try may find another.
+        A::BrokenConnectionError(_) | A::UnableToAllocStreamId => Failure::Unavailable,
+        _ => Failure::Fatal,
+    }
+}
+
+impl Retryable for scylla::errors::ExecutionError {
+    fn failure(&self) -> Failure {
+        use scylla::errors::ExecutionError as E;
+        match self {
+            E::LastAttemptError(e) => attempt_failure(e),
+            E::RequestTimeout(_) | E::SchemaAgreementError(_) => Failure::Timeout,
+            E::ConnectionPoolError(_) => Failure::Unavailable,
+            E::PrepareError(e) => e.failure(),
+            _ => Failure::Fatal,
+        }
+    }
+}
+
+impl Retryable for scylla::errors::PrepareError {
+    fn failure(&self) -> Failure {
+        use scylla::errors::PrepareError as P;
+        match self {
+            P::ConnectionPoolError(_) => Failure::Unavailable,
+            P::AllAttemptsFailed { first_attempt } => attempt_failure(first_attempt),
+            _ => Failure::Fatal,
+        }
     }
 }
 
@@ -411,6 +488,31 @@ pub fn tls_context(
     Ok(Some(scylla::client::session::OpenSsl010Config::new(b)))
 }
 
+/// How every request runs: to the local datacenter's replicas first (token-aware)
+/// when one is configured; the driver's default retry policy, which retries an
+/// idempotent statement on timeouts and on another node when one is unavailable; and
+/// speculative execution: a request still unanswered after 100 ms goes to the next
+/// replica too (at most twice), the first answer wins. Only idempotent statements are
+/// retried or sent twice, and every statement here is (see [`idempotent`]).
+pub fn execution_profile(
+    settings: &CassandraSettings,
+) -> scylla::client::execution_profile::ExecutionProfile {
+    use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
+    let mut policy = scylla::policies::load_balancing::DefaultPolicy::builder().token_aware(true);
+    if let Some(dc) = &settings.local_datacenter {
+        policy = policy.prefer_datacenter(dc.clone());
+    }
+    scylla::client::execution_profile::ExecutionProfile::builder()
+        .load_balancing_policy(policy.build())
+        .speculative_execution_policy(Some(std::sync::Arc::new(
+            SimpleSpeculativeExecutionPolicy {
+                max_retry_count: 2,
+                retry_interval: Duration::from_millis(100),
+            },
+        )))
+        .build()
+}
+
 /// The serving store on Cassandra/ScyllaDB.
 pub struct CassandraStore {
     rt: tokio::runtime::Runtime,
@@ -435,17 +537,7 @@ impl CassandraStore {
             if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
                 b = b.user(u.clone(), p.expose());
             }
-            // Requests go to the local datacenter's replicas first (token-aware).
-            if let Some(dc) = &settings.local_datacenter {
-                let policy = scylla::policies::load_balancing::DefaultPolicy::builder()
-                    .prefer_datacenter(dc.clone())
-                    .token_aware(true)
-                    .build();
-                let profile = scylla::client::execution_profile::ExecutionProfile::builder()
-                    .load_balancing_policy(policy)
-                    .build();
-                b = b.default_execution_profile_handle(profile.into_handle());
-            }
+            b = b.default_execution_profile_handle(execution_profile(&settings).into_handle());
             b.build().await
         });
         let session = session.with_context(|| format!("connecting to Cassandra at {nodes}"))?;
@@ -459,7 +551,7 @@ impl CassandraStore {
                 .with_retries(|| async {
                     store
                         .session
-                        .query_unpaged(stmt.clone(), &[])
+                        .query_unpaged(idempotent(stmt.clone()), &[])
                         .await
                         .map(|_| ())
                 })
@@ -473,7 +565,7 @@ impl CassandraStore {
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(), E>>,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Retryable + std::error::Error + Send + Sync + 'static,
     {
         self.rt.block_on(retrying(&self.settings.backoff, op))
     }
@@ -483,13 +575,13 @@ async fn retrying<F, Fut, E>(backoff: &Backoff, op: F) -> Result<()>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<(), E>>,
-    E: std::error::Error + Send + Sync + 'static,
+    E: Retryable + std::error::Error + Send + Sync + 'static,
 {
     let mut attempt = 0;
     loop {
         match op().await {
             Ok(()) => return Ok(()),
-            Err(e) => match backoff.retry_after(failure_of(&e), attempt, jitter()) {
+            Err(e) => match backoff.retry_after(e.failure(), attempt, jitter()) {
                 Some(wait) => {
                     tracing::warn!(attempt, error = %e, ?wait, "Cassandra request failed; retrying");
                     tokio::time::sleep(wait).await;
@@ -509,15 +601,18 @@ where
 impl crate::ServingStore for CassandraStore {
     /// Upserts every row, one batch per partition chunk, `concurrency` batches in
     /// flight. Rows are never deleted: every served mart only gains keys as the
-    /// history grows, so an upsert of the new marts is their replacement.
+    /// history grows, so an upsert of the new marts is their replacement. Real-time
+    /// rows carry the configured TTL.
     fn replace_table(&self, table: &TableDef, rows: &[Row]) -> Result<()> {
         use futures::stream::{self, TryStreamExt};
         let ks = &self.settings.url.keyspace;
         let session = &self.session;
         let backoff = self.settings.backoff;
+        let ttl =
+            (table.name == crate::SPEED_DAILY.name).then_some(self.settings.speed_ttl_seconds);
         self.rt.block_on(async {
             let insert = session
-                .prepare(insert_cql(ks, table))
+                .prepare(idempotent(insert_cql(ks, table, ttl)))
                 .await
                 .with_context(|| format!("preparing the upsert of {}", table.name))?;
             let batches = partition_batches(table, rows, self.settings.batch_rows);
@@ -529,12 +624,7 @@ impl crate::ServingStore for CassandraStore {
                             .iter()
                             .map(|r| bind_row(table, r))
                             .collect::<Result<_>>()?;
-                        let mut b = scylla::statement::batch::Batch::new(
-                            scylla::statement::batch::BatchType::Unlogged,
-                        );
-                        for _ in 0..values.len() {
-                            b.append_statement(insert.clone());
-                        }
+                        let b = upsert_batch(insert.clone(), values.len());
                         retrying(&backoff, || async {
                             session.batch(&b, &values).await.map(|_| ())
                         })
@@ -565,7 +655,7 @@ impl crate::ServingStore for CassandraStore {
         let values = scan_values(table, partition, from, to)?;
         self.rt
             .block_on(async {
-                let prepared = self.session.prepare(cql.clone()).await?;
+                let prepared = self.session.prepare(idempotent(cql.clone())).await?;
                 let result = self.session.execute_unpaged(&prepared, &values).await?;
                 let rows = result.into_rows_result()?;
                 let names: Vec<&str> = table.columns().map(|(c, _)| *c).collect();
@@ -590,7 +680,7 @@ impl crate::ServingStore for CassandraStore {
         let cql = format!("INSERT INTO {ks}.serving_meta (name, value) VALUES (?, ?)");
         self.with_retries(|| async {
             self.session
-                .query_unpaged(cql.clone(), (name, value))
+                .query_unpaged(idempotent(cql.clone()), (name, value))
                 .await
                 .map(|_| ())
         })
@@ -600,7 +690,7 @@ impl crate::ServingStore for CassandraStore {
         let ks = &self.settings.url.keyspace;
         let cql = format!("SELECT value FROM {ks}.serving_meta WHERE name = ?");
         self.rt.block_on(async {
-            let r = self.session.query_unpaged(cql, (name,)).await?;
+            let r = self.session.query_unpaged(idempotent(cql), (name,)).await?;
             let rows = r.into_rows_result()?;
             let v = rows.maybe_first_row::<(Option<String>,)>()?;
             Ok(v.and_then(|(v,)| v))
@@ -738,17 +828,24 @@ mod tests {
     #[test]
     fn statements() {
         assert_eq!(
-            insert_cql("ks", &TICKETS),
+            insert_cql("ks", &TICKETS, None),
             "INSERT INTO ks.tickets_by_severity_date (severity, created_date, tickets, \
              open_tickets, sla_breached, sla_breach_rate, csat_avg, csat_responses) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        assert!(
+            insert_cql("ks", &crate::SPEED_DAILY, Some(86_400))
+                .ends_with(") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL 86400")
         );
         let q = select_cql("ks", &DAILY, true, true);
         assert!(q.starts_with("SELECT org_id, usage_date, service, org_name"));
         assert!(q.ends_with(
             "FROM ks.daily_usage_by_org WHERE org_id = ? AND usage_date >= ? AND usage_date <= ?"
         ));
-        assert!(select_cql("ks", &REVENUE_ALL, false, false).ends_with("WHERE year = ?"));
+        assert!(
+            select_cql("ks", &REVENUE_ALL, false, false)
+                .ends_with("FROM ks.revenue_by_month_bucket WHERE month = ? AND bucket = ?")
+        );
     }
 
     #[test]
@@ -767,11 +864,12 @@ mod tests {
         assert!(bind_row(&TICKETS, &no_key).is_err());
         assert!(bind_row(&TICKETS, &row[..3]).is_err());
         // A scan binds the partition and the range typed as their columns.
-        let v = scan_values(&REVENUE_ALL, &["2025"], Some("2025-07-01"), None).unwrap();
-        assert_eq!(v[0], Some(CqlValue::Int(2025)));
-        assert_eq!(json_value(v[1].clone()), json!("2025-07-01"));
-        assert!(scan_values(&REVENUE_ALL, &["x"], None, None).is_err());
-        assert!(scan_values(&REVENUE_ALL, &[], None, None).is_err());
+        let v = scan_values(&REVENUE_ALL, &["2025-07-01", "3"], Some("org_a"), None).unwrap();
+        assert_eq!(json_value(v[0].clone()), json!("2025-07-01"));
+        assert_eq!(v[1], Some(CqlValue::Int(3)));
+        assert_eq!(v[2], Some(CqlValue::Text("org_a".into())));
+        assert!(scan_values(&REVENUE_ALL, &["2025-07-01", "x"], None, None).is_err());
+        assert!(scan_values(&REVENUE_ALL, &["2025-07-01"], None, None).is_err());
     }
 
     #[test]
@@ -804,6 +902,115 @@ mod tests {
         assert_eq!(json_value(cql_value(&Cell::Null)), Value::Null);
         assert_eq!(json_value(cql_value(&Cell::Bigint(7))), json!(7));
         assert!((0.0..1.0).contains(&jitter()));
+    }
+
+    #[test]
+    fn the_drivers_typed_errors_decide_what_is_retried() {
+        use scylla::errors::{
+            BadQuery, DbError, ExecutionError as E, OperationType, PrepareError,
+            RequestAttemptError as A, WriteType,
+        };
+        use scylla::statement::Consistency;
+        let db = |e: DbError| E::LastAttemptError(A::DbError(e, "message".into()));
+        let cases = [
+            (
+                db(DbError::WriteTimeout {
+                    consistency: Consistency::LocalQuorum,
+                    received: 1,
+                    required: 2,
+                    write_type: WriteType::UnloggedBatch,
+                }),
+                Failure::Timeout,
+            ),
+            (
+                db(DbError::ReadTimeout {
+                    consistency: Consistency::LocalQuorum,
+                    received: 1,
+                    required: 2,
+                    data_present: false,
+                }),
+                Failure::Timeout,
+            ),
+            (E::RequestTimeout(Duration::from_secs(12)), Failure::Timeout),
+            (
+                db(DbError::Unavailable {
+                    consistency: Consistency::LocalQuorum,
+                    required: 2,
+                    alive: 1,
+                }),
+                Failure::Unavailable,
+            ),
+            (db(DbError::IsBootstrapping), Failure::Unavailable),
+            (db(DbError::Overloaded), Failure::Overloaded),
+            (
+                db(DbError::RateLimitReached {
+                    op_type: OperationType::Write,
+                    rejected_by_coordinator: true,
+                }),
+                Failure::Overloaded,
+            ),
+            (db(DbError::SyntaxError), Failure::Fatal),
+            (db(DbError::Invalid), Failure::Fatal),
+            (db(DbError::AuthenticationError), Failure::Fatal),
+            (db(DbError::Unauthorized), Failure::Fatal),
+            (db(DbError::ConfigError), Failure::Fatal),
+            (db(DbError::ServerError), Failure::Fatal),
+            (
+                E::BadQuery(BadQuery::PartitionKeyExtraction),
+                Failure::Fatal,
+            ),
+            (E::EmptyPlan, Failure::Fatal),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error.failure(), want, "{error}");
+        }
+        // A message that merely mentions a timeout is not one.
+        let worded = db(DbError::Invalid);
+        assert!(matches!(&worded, E::LastAttemptError(A::DbError(_, m)) if m == "message"));
+        let invalid_timeout = E::LastAttemptError(A::DbError(
+            DbError::Invalid,
+            "the table option default_time_to_live timed out".into(),
+        ));
+        assert_eq!(invalid_timeout.failure(), Failure::Fatal);
+        // Preparing: the first attempt's error decides.
+        let prepare = PrepareError::AllAttemptsFailed {
+            first_attempt: A::DbError(DbError::Overloaded, String::new()),
+        };
+        assert_eq!(prepare.failure(), Failure::Overloaded);
+        let prepare = PrepareError::AllAttemptsFailed {
+            first_attempt: A::DbError(DbError::SyntaxError, String::new()),
+        };
+        assert_eq!(E::PrepareError(prepare).failure(), Failure::Fatal);
+    }
+
+    #[test]
+    fn every_statement_is_idempotent() {
+        assert!(idempotent("SELECT 1").get_is_idempotent());
+        let batch = upsert_batch(idempotent(insert_cql("ks", &TICKETS, None)), 3);
+        assert!(batch.get_is_idempotent());
+        assert_eq!(batch.statements.len(), 3);
+        // Retries and speculative executions apply to them through the profile.
+        let s = CassandraSettings::from_env("cassandra://h/ks", |_| None).unwrap();
+        let profile = execution_profile(&s);
+        assert!(format!("{profile:?}").contains("SimpleSpeculativeExecutionPolicy"));
+    }
+
+    #[test]
+    fn real_time_rows_expire_after_the_configured_ttl() {
+        let s = CassandraSettings::from_env("cassandra://h/ks", |_| None).unwrap();
+        assert_eq!(s.speed_ttl_seconds, 30 * 86_400);
+        let section = eventlog::PipelineConfig::parse("[serving]\nspeed_ttl = \"12h\"\n")
+            .unwrap()
+            .serving;
+        let s = CassandraSettings::from_config("cassandra://h/ks", &section, |_| None).unwrap();
+        assert_eq!(s.speed_ttl_seconds, 12 * 3600);
+        let section = eventlog::PipelineConfig::parse("[serving]\nspeed_ttl = \"soon\"\n")
+            .unwrap()
+            .serving;
+        let e = CassandraSettings::from_config("cassandra://h/ks", &section, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("speed_ttl"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -239,15 +240,131 @@ fn respond(request: tiny_http::Request, reply: &Reply) {
     }
 }
 
+/// The redirect that moves a token from the URL into a cookie: HttpOnly (no script
+/// reads it), SameSite=Strict (no other site's page sends it).
+fn set_cookie(request: tiny_http::Request, location: &str, token: &str) {
+    let mut response = tiny_http::Response::empty(tiny_http::StatusCode(303));
+    for (k, v) in [
+        ("Location", location.to_owned()),
+        (
+            "Set-Cookie",
+            format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+        ),
+        ("Cache-Control", "no-store".to_owned()),
+    ] {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = request.respond(response) {
+        tracing::debug!(error = %e, "client went away");
+    }
+}
+
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub addr: String,
+    /// The bearer token every route but `/healthz` requires. Without one the server
+    /// listens on loopback only (it refuses to start elsewhere).
+    pub token: Option<eventlog::config::Secret>,
     pub workers: usize,
     /// How often the store catches up with the writer (the embedded reader).
     pub refresh_every: Duration,
     /// The most the answer cache holds, in bytes (0: no cache).
     pub cache_bytes: usize,
+}
+
+/// The cookie a browser keeps the token in, once it opened a page with `?token=`.
+const TOKEN_COOKIE: &str = "pipeline_token";
+
+/// Whether two byte strings are equal, in a time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// What the access check decides for a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// A page opened with the right `?token=`: redirect to `location` (the same
+    /// target without the token), setting the cookie, so the token leaves the URL.
+    SetCookie {
+        location: String,
+    },
+    Denied,
+}
+
+/// Decides whether a request may be answered, given the server's token: with none,
+/// every request (the server is on loopback); with one, `/healthz` always, anything
+/// else with `Authorization: Bearer <token>` or the token's cookie, and a page opened
+/// with `?token=<token>` by way of a redirect that sets the cookie.
+pub fn access(token: Option<&str>, target: &str, headers: &[(&str, &str)]) -> Access {
+    let Some(token) = token else {
+        return Access::Allowed;
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/healthz" {
+        return Access::Allowed;
+    }
+    fn header<'h>(
+        headers: &'h [(&str, &'h str)],
+        name: &'static str,
+    ) -> impl Iterator<Item = &'h str> {
+        headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+    let bearer = header(headers, "authorization").any(|v| {
+        v.strip_prefix("Bearer ")
+            .is_some_and(|t| same_secret(t.trim().as_bytes(), token.as_bytes()))
+    });
+    let cookie = header(headers, "cookie").any(|v| {
+        v.split(';').any(|c| {
+            c.trim()
+                .strip_prefix(TOKEN_COOKIE)
+                .and_then(|c| c.strip_prefix('='))
+                .is_some_and(|t| same_secret(t.as_bytes(), token.as_bytes()))
+        })
+    });
+    if bearer || cookie {
+        return Access::Allowed;
+    }
+    let (given, rest): (Vec<&str>, Vec<&str>) = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .partition(|p| p.starts_with("token="));
+    if !path.starts_with("/api/")
+        && given.len() == 1
+        && same_secret(&given[0].as_bytes()["token=".len()..], token.as_bytes())
+    {
+        let location = if rest.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", rest.join("&"))
+        };
+        return Access::SetCookie { location };
+    }
+    Access::Denied
+}
+
+/// A request target fit for a log line: a `token=` parameter's value removed.
+pub fn shown_target(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|p| {
+            if p.starts_with("token=") {
+                "token=<redacted>"
+            } else {
+                p
+            }
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
 }
 
 /// Answers by request target, good while the store's version stays the same: every
@@ -320,6 +437,14 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
     pub fn bind(store: S, options: ServeOptions) -> Result<Server<S>> {
         let listener = std::net::TcpListener::bind(&options.addr)
             .with_context(|| format!("cannot listen on {}", options.addr))?;
+        let bound = listener.local_addr().context("the listening address")?;
+        if !bound.ip().is_loopback() && options.token.is_none() {
+            anyhow::bail!(
+                "refusing to serve on {} without a token: off loopback the dashboard needs \
+                 one (set PIPELINE_DASHBOARD_TOKEN or [serving] dashboard_token)",
+                options.addr
+            );
+        }
         // No Nagle delay: the server writes a response's head and body separately,
         // and a client that delays its ACK would hold the body back 40 ms. (Linux
         // gives accepted connections the listener's TCP_NODELAY.)
@@ -345,6 +470,25 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
         self.http.server_addr().to_ip()
     }
 
+    /// Answers requests until `stop` is set: then the workers finish the requests
+    /// they hold and return.
+    pub fn run_until(self, stop: &'static AtomicBool) -> Result<()> {
+        let (http, workers) = (self.http.clone(), self.options.workers.max(1));
+        std::thread::Builder::new()
+            .name("serving-stop".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // Each call wakes one worker waiting in `recv`.
+                for _ in 0..workers {
+                    http.unblock();
+                }
+            })
+            .context("start the stop thread")?;
+        self.run()
+    }
+
     pub fn run(self) -> Result<()> {
         let (store, cache) = (self.store.clone(), self.cache.clone());
         let every = self.options.refresh_every;
@@ -363,9 +507,11 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
             })
             .context("start the refresh thread")?;
         let cap = self.options.cache_bytes;
+        let token: Option<Arc<str>> = self.options.token.as_ref().map(|t| t.expose().into());
         let mut workers = Vec::new();
         for i in 0..self.options.workers.max(1) {
             let (http, store, cache) = (self.http.clone(), self.store.clone(), self.cache.clone());
+            let token = token.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("serving-http-{i}"))
@@ -374,6 +520,41 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
                             let started = Instant::now();
                             let method = request.method().as_str().to_owned();
                             let target = request.url().to_owned();
+                            let headers: Vec<(String, String)> = request
+                                .headers()
+                                .iter()
+                                .map(|h| (h.field.to_string(), h.value.to_string()))
+                                .collect();
+                            let headers: Vec<(&str, &str)> = headers
+                                .iter()
+                                .map(|(n, v)| (n.as_str(), v.as_str()))
+                                .collect();
+                            match access(token.as_deref(), &target, &headers) {
+                                Access::Allowed => {}
+                                Access::SetCookie { location } => {
+                                    set_cookie(request, &location, token.as_deref().unwrap_or(""));
+                                    continue;
+                                }
+                                Access::Denied => {
+                                    let api = target.starts_with("/api/");
+                                    respond(
+                                        request,
+                                        &Reply::error(
+                                            401,
+                                            api,
+                                            "a token is required: send Authorization: Bearer \
+                                             <token>, or open /?token=<token> once in a browser",
+                                        ),
+                                    );
+                                    tracing::debug!(
+                                        method,
+                                        target = shown_target(&target),
+                                        status = 401,
+                                        "request"
+                                    );
+                                    continue;
+                                }
+                            }
                             let use_cache = cap > 0 && method == "GET" && cacheable(&target);
                             let (version, hit) = if use_cache {
                                 let c = read(&cache);
@@ -395,7 +576,7 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
                             respond(request, &reply);
                             tracing::debug!(
                                 method,
-                                target,
+                                target = shown_target(&target),
                                 status,
                                 micros = started.elapsed().as_micros() as u64,
                                 "request"
@@ -416,6 +597,74 @@ impl<S: ServingStore + Send + Sync + 'static> Server<S> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn without_a_token_everything_is_allowed_and_with_one_only_what_shows_it() {
+        assert_eq!(access(None, "/api/q4", &[]), Access::Allowed);
+        let t = Some("s3cret-token");
+        assert_eq!(access(t, "/healthz", &[]), Access::Allowed);
+        for target in [
+            "/",
+            "/api/q4",
+            "/api/orgs",
+            "/dashboard.js",
+            "/panels?org=a",
+        ] {
+            assert_eq!(access(t, target, &[]), Access::Denied, "{target}");
+            assert_eq!(
+                access(t, target, &[("Authorization", "Bearer s3cret-token")]),
+                Access::Allowed
+            );
+            assert_eq!(
+                access(t, target, &[("cookie", "a=b; pipeline_token=s3cret-token")]),
+                Access::Allowed
+            );
+            for wrong in [
+                "Bearer s3cret-tokem",
+                "Bearer s3cret-token2",
+                "Basic s3cret-token",
+                "Bearer ",
+            ] {
+                assert_eq!(
+                    access(t, target, &[("authorization", wrong)]),
+                    Access::Denied,
+                    "{wrong}"
+                );
+            }
+            assert_eq!(
+                access(t, target, &[("Cookie", "pipeline_token=nope")]),
+                Access::Denied
+            );
+        }
+        // A page opened with the token moves it into a cookie; the API never takes
+        // it from the URL.
+        assert_eq!(
+            access(t, "/?token=s3cret-token", &[]),
+            Access::SetCookie {
+                location: "/".into()
+            }
+        );
+        assert_eq!(
+            access(t, "/?org=a&token=s3cret-token&from=2025-07-01", &[]),
+            Access::SetCookie {
+                location: "/?org=a&from=2025-07-01".into()
+            }
+        );
+        assert_eq!(access(t, "/?token=wrong", &[]), Access::Denied);
+        assert_eq!(access(t, "/api/q4?token=s3cret-token", &[]), Access::Denied);
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd") && !same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn tokens_never_reach_a_log_line() {
+        assert_eq!(
+            shown_target("/?org=a&token=s3cret&x=1"),
+            "/?org=a&token=<redacted>&x=1"
+        );
+        assert_eq!(shown_target("/api/q1?org=a"), "/api/q1?org=a");
+        assert_eq!(shown_target("/healthz"), "/healthz");
+    }
 
     fn reply(status: u16, body: &str) -> Arc<Reply> {
         Arc::new(Reply {

@@ -128,13 +128,34 @@ pub const REVENUE_ORG: TableDef = TableDef {
     keys: &[("org_id", Text), ("month", Date)],
     values: INVOICE_VALUES,
 };
+/// q4 for all orgs: a month's invoices, spread over buckets of orgs so that no
+/// partition grows with the number of orgs (see [`revenue_buckets`]).
 pub const REVENUE_ALL: TableDef = TableDef {
-    name: "revenue_by_month",
-    partition: &["year"],
-    clustering: &["month", "org_id"],
-    keys: &[("year", Int), ("month", Date), ("org_id", Text)],
+    name: "revenue_by_month_bucket",
+    partition: &["month", "bucket"],
+    clustering: &["org_id"],
+    keys: &[("month", Date), ("bucket", Int), ("org_id", Text)],
     values: INVOICE_VALUES,
 };
+
+/// Orgs per partition of `revenue_by_month_bucket`, at most on average.
+pub const REVENUE_ORGS_PER_BUCKET: usize = 1000;
+
+/// The number of buckets for `orgs` orgs: the least power of two that keeps each
+/// bucket at [`REVENUE_ORGS_PER_BUCKET`] orgs or fewer on average.
+pub fn revenue_buckets(orgs: usize) -> u32 {
+    orgs.div_ceil(REVENUE_ORGS_PER_BUCKET)
+        .max(1)
+        .next_power_of_two() as u32
+}
+
+/// The bucket of an org among `buckets` (a power of two): `buckets` plus the org's
+/// murmur2 partition among them. The count is part of the value, so buckets of
+/// different counts never share a partition: when the count grows, the new rows go
+/// to new partitions and the old ones are simply no longer read.
+pub fn revenue_bucket(org_id: &str, buckets: u32) -> i32 {
+    (buckets + eventlog::partition_for(org_id.as_bytes(), buckets)) as i32
+}
 pub const GENAI: TableDef = TableDef {
     name: "genai_tokens_by_org_date",
     partition: &["org_id"],
@@ -155,8 +176,9 @@ pub const META_TICKETS_LATEST: &str = "tickets_latest_date";
 /// How far `speed.daily_usage` was published: per partition, the next offset and a
 /// checksum of the record before it (JSON).
 pub const META_SPEED_POSITIONS: &str = "speed_positions";
-/// The years of `revenue_by_month`'s partitions, comma-separated.
-pub const META_REVENUE_YEARS: &str = "revenue_years";
+/// The partitions of `revenue_by_month_bucket`, `month/bucket` comma-separated in
+/// month order.
+pub const META_REVENUE_PARTITIONS: &str = "revenue_partitions";
 /// Written last by every publish (a timestamp): readers that cache answers drop
 /// them when it changes.
 pub const META_PUBLISHED: &str = "published_at";

@@ -48,6 +48,8 @@ enum Command {
     /// Serves the dashboard and a JSON API of the five queries over HTTP, read-only.
     Serve {
         /// Where to listen (loopback unless you say otherwise; port 0 picks one).
+        /// Anywhere else needs a token (PIPELINE_DASHBOARD_TOKEN or [serving]
+        /// dashboard_token), which every route but /healthz then requires.
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
         /// Threads answering requests.
@@ -102,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 store,
                 serving::http::ServeOptions {
                     addr,
+                    token: config.serving.dashboard_token.clone(),
                     workers,
                     refresh_every: std::time::Duration::from_secs(1),
                     cache_bytes: cache_mib << 20,
@@ -113,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::io::Write::flush(&mut std::io::stdout())?;
                 tracing::info!(addr = %a, "serving the dashboard and the JSON API");
             }
-            server.run()?;
+            server.run_until(eventlog::cli::stop_flag())?;
         }
     }
     Ok(())

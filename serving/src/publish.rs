@@ -2,7 +2,7 @@
 //! real-time view (`speed.daily_usage`, read up to the processor's committed
 //! positions) into the serving tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -15,7 +15,7 @@ use schemas::written::Written;
 
 use crate::row::{Cell, Row, rows_from_parquet};
 use crate::{
-    Cql, DAILY, GENAI, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_YEARS,
+    Cql, DAILY, GENAI, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_PARTITIONS,
     META_SPEED_ORGS, META_SPEED_POSITIONS, META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG,
     SPEED_DAILY, ServingStore, TICKETS, TableDef, daily_org_ranges, extend_org_ranges,
 };
@@ -297,23 +297,26 @@ fn read_marts(gold: &Path) -> Result<Marts> {
     })
 }
 
-/// The rows of `revenue_by_month` from those of `revenue_by_org_month`: the same
-/// columns, partitioned by the month's year.
-fn revenue_by_year(revenue: &[Row]) -> Result<Vec<Row>> {
-    let month = REVENUE_ORG.index("month").context("revenue: no month")?;
+/// The rows of `revenue_by_month_bucket` from those of `revenue_by_org_month`: the
+/// same columns, partitioned by month and bucket of orgs.
+fn revenue_by_bucket(revenue: &[Row]) -> Result<Vec<Row>> {
+    let org = REVENUE_ORG.index("org_id").context("revenue: no org_id")?;
+    let orgs: BTreeSet<String> = revenue
+        .iter()
+        .filter_map(|r| r.get(org))
+        .map(Cell::key_text)
+        .collect();
+    let buckets = crate::revenue_buckets(orgs.len());
     revenue
         .iter()
         .map(|r| {
             REVENUE_ALL
                 .columns()
                 .map(|(c, _)| match *c {
-                    "year" => Ok(match r.get(month) {
-                        Some(Cell::Date(d)) => {
-                            use chrono::Datelike;
-                            Cell::Int(schemas::time::days_to_date(*d).map_or(0, |d| d.year()))
-                        }
-                        _ => Cell::Int(0),
-                    }),
+                    "bucket" => Ok(Cell::Int(crate::revenue_bucket(
+                        &r.get(org).map(Cell::key_text).unwrap_or_default(),
+                        buckets,
+                    ))),
                     c => REVENUE_ORG
                         .index(c)
                         .and_then(|i| r.get(i).cloned())
@@ -322,6 +325,15 @@ fn revenue_by_year(revenue: &[Row]) -> Result<Vec<Row>> {
                 .collect()
         })
         .collect()
+}
+
+/// `month/bucket` of every partition the rows fill, in month order.
+fn revenue_partitions(rows: &[Row]) -> String {
+    let partitions: BTreeSet<String> = rows
+        .iter()
+        .map(|r| format!("{}/{}", r[0].key_text(), r[1].key_text()))
+        .collect();
+    partitions.into_iter().collect::<Vec<_>>().join(",")
 }
 
 /// Publishes every serving table from the lake at `lake` and the log.
@@ -357,7 +369,7 @@ pub fn publish(
         });
         let marts = (|| -> Result<_> {
             let marts = read_marts(&gold)?;
-            let revenue_all = revenue_by_year(&marts.revenue)?;
+            let revenue_all = revenue_by_bucket(&marts.revenue)?;
             for (table, rows) in [
                 (&DAILY, &marts.daily),
                 (&TICKETS, &marts.tickets),
@@ -421,13 +433,7 @@ pub fn publish(
     if let Some(d) = max_date(&TICKETS, &tickets, "created_date") {
         metas.push((META_TICKETS_LATEST, d));
     }
-    let mut years: Vec<String> = revenue_all
-        .iter()
-        .map(|r| r.first().map(Cell::key_text).unwrap_or_default())
-        .collect();
-    years.sort();
-    years.dedup();
-    metas.push((META_REVENUE_YEARS, years.join(",")));
+    metas.push((META_REVENUE_PARTITIONS, revenue_partitions(&revenue_all)));
     metas.push((
         META_PUBLISHED,
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -679,18 +685,58 @@ mod tests {
     }
 
     #[test]
-    fn revenue_rows_gain_their_year() {
-        let r: crate::JsonRow = serde_json::from_value(serde_json::json!({
-            "org_id": "o", "month": "2025-07-01", "invoice_id": "i", "subtotal": 1.0
+    fn revenue_rows_gain_their_bucket() {
+        let row = |org: &str, month: &str| {
+            let r: crate::JsonRow = serde_json::from_value(serde_json::json!({
+                "org_id": org, "month": month, "invoice_id": "i", "subtotal": 1.0
+            }))
+            .unwrap();
+            crate::row::row_from_json(&REVENUE_ORG, &r).unwrap()
+        };
+        let all = revenue_by_bucket(&[row("o", "2025-07-01"), row("p", "2025-08-01")]).unwrap();
+        // Two orgs: one bucket, numbered 1 (the count 1 plus partition 0 of 1).
+        let mut expect: crate::JsonRow = serde_json::from_value(serde_json::json!({
+            "org_id": "o", "month": "2025-07-01", "bucket": 1, "invoice_id": "i",
+            "subtotal": 1.0
         }))
         .unwrap();
-        let org = crate::row::row_from_json(&REVENUE_ORG, &r).unwrap();
-        let all = revenue_by_year(&[org]).unwrap();
-        let mut expect = r.clone();
-        expect.insert("year".into(), 2025.into());
         assert_eq!(
-            all,
-            vec![crate::row::row_from_json(&REVENUE_ALL, &expect).unwrap()]
+            all[0],
+            crate::row::row_from_json(&REVENUE_ALL, &expect).unwrap()
         );
+        expect.insert("org_id".into(), "p".into());
+        expect.insert("month".into(), "2025-08-01".into());
+        assert_eq!(
+            all[1],
+            crate::row::row_from_json(&REVENUE_ALL, &expect).unwrap()
+        );
+        assert_eq!(revenue_partitions(&all), "2025-07-01/1,2025-08-01/1");
+    }
+
+    #[test]
+    fn no_revenue_partition_grows_with_the_number_of_orgs() {
+        for orgs in [1, 999, 1000, 1001, 5000, 100_000, 1_000_000] {
+            let buckets = crate::revenue_buckets(orgs);
+            assert!(buckets.is_power_of_two());
+            assert!(orgs.div_ceil(buckets as usize) <= crate::REVENUE_ORGS_PER_BUCKET);
+            // Fewer buckets would hold more orgs each.
+            assert!(
+                buckets == 1
+                    || orgs.div_ceil(buckets as usize / 2) > crate::REVENUE_ORGS_PER_BUCKET
+            );
+        }
+        // 100,000 orgs spread over 128 buckets: none holds much more than its share.
+        let buckets = crate::revenue_buckets(100_000);
+        let mut sizes = vec![0usize; buckets as usize];
+        for i in 0..100_000 {
+            let b = crate::revenue_bucket(&format!("org_{i:06}"), buckets);
+            assert!((buckets as i32..2 * buckets as i32).contains(&b));
+            sizes[(b - buckets as i32) as usize] += 1;
+        }
+        let max = sizes.iter().max().unwrap();
+        assert!(*max < crate::REVENUE_ORGS_PER_BUCKET * 12 / 10, "{sizes:?}");
+        // Counts of buckets never share a bucket number.
+        assert!(crate::revenue_bucket("o", 1) < 2);
+        assert!((2..4).contains(&crate::revenue_bucket("o", 2)));
     }
 }

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::{
-    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_REVENUE_YEARS, META_TICKETS_LATEST,
+    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_REVENUE_PARTITIONS, META_TICKETS_LATEST,
     REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
 };
 
@@ -240,11 +240,20 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
             let rows = match &args.org {
                 Some(org) => store.scan(&REVENUE_ORG, &[org], None, None)?,
                 None => {
-                    let years = store.meta(META_REVENUE_YEARS)?.unwrap_or_default();
+                    let partitions = store.meta(META_REVENUE_PARTITIONS)?.unwrap_or_default();
                     let mut rows = Vec::new();
-                    for y in years.split(',').filter(|y| !y.is_empty()) {
-                        rows.extend(store.scan(&REVENUE_ALL, &[y], None, None)?);
+                    for p in partitions.split(',').filter(|p| !p.is_empty()) {
+                        let (month, bucket) = p.split_once('/').unwrap_or((p, ""));
+                        rows.extend(store.scan(&REVENUE_ALL, &[month, bucket], None, None)?);
                     }
+                    // By month, then org, whatever bucket an org fell in.
+                    let text = |r: &JsonRow, c: &str| {
+                        r.get(c)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    rows.sort_by_cached_key(|r| (text(r, "month"), text(r, "org_id")));
                     rows
                 }
             };

@@ -59,16 +59,7 @@ fn pipeline_and_server(data: &Path) -> Served {
 
 /// A response: status and body (chunked bodies joined).
 fn request(addr: &str, method: &str, target: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).unwrap();
+    let text = raw_request(addr, method, target, "");
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     let chunked = head
@@ -481,4 +472,108 @@ fn the_dashboard_and_its_api_on_the_sample() {
     check_browser(&data, &served.addr, &org, &from, &to);
     // Last: it adds a real-time day the other checks do not expect.
     check_live(&data, &served.addr, &org);
+}
+
+/// A request with extra header lines (each ending in CRLF): the whole response.
+fn raw_request(addr: &str, method: &str, target: &str, headers: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    String::from_utf8(raw).unwrap()
+}
+
+/// A GET with extra header lines: the status code and the whole response.
+fn request_with(addr: &str, target: &str, headers: &str) -> (u16, String) {
+    let text = raw_request(addr, "GET", target, headers);
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+/// SPEC section 10: off loopback the server refuses to start without a token; with
+/// one, every route but `/healthz` needs it (a bearer header, or the cookie a page
+/// opened with `?token=` sets), and the token never reaches the log.
+#[test]
+fn off_loopback_the_dashboard_needs_a_token_and_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = pipeline_command("serving", &data)
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .env_remove("PIPELINE_DASHBOARD_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "served off loopback without a token");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("refusing to serve on 0.0.0.0:0 without a token"),
+        "{err}"
+    );
+
+    let token = "t0ken-Zq9-s3cret";
+    let log = dir.path().join("serve.log");
+    let mut serve = pipeline_command("serving", &data);
+    serve
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .env("PIPELINE_DASHBOARD_TOKEN", token)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let mut child = serve.spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first
+        .trim()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let served = Served {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let addr = &served.addr;
+    assert_eq!(request_with(addr, "/healthz", "").0, 200);
+    for target in ["/", "/api/orgs", "/api/q3", "/dashboard.js"] {
+        let (status, text) = request_with(addr, target, "");
+        assert_eq!(status, 401, "{target}: {text}");
+        let wrong = request_with(addr, target, "Authorization: Bearer t0ken-Zq9-s3creT\r\n");
+        assert_eq!(wrong.0, 401, "{target} with a wrong token");
+        let right = request_with(addr, target, &format!("Authorization: Bearer {token}\r\n"));
+        assert_ne!(right.0, 401, "{target} with the token: {}", right.1);
+        let cookie = request_with(addr, target, &format!("Cookie: pipeline_token={token}\r\n"));
+        assert_eq!(cookie.0, right.0, "{target} with the cookie");
+    }
+    let (status, head) = request_with(addr, &format!("/?token={token}&org=a"), "");
+    assert_eq!(status, 303, "{head}");
+    assert!(head.contains("Location: /?org=a"), "{head}");
+    assert!(
+        head.contains(&format!(
+            "Set-Cookie: pipeline_token={token}; Path=/; HttpOnly; SameSite=Strict"
+        )),
+        "{head}"
+    );
+    assert_eq!(
+        request_with(addr, &format!("/api/q3?token={token}"), "").0,
+        401
+    );
+    drop(served);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("status=401"),
+        "requests are logged at debug: {logged}"
+    );
+    assert!(
+        !logged.contains(token),
+        "the token reached the log: {logged}"
+    );
 }

@@ -95,6 +95,78 @@ fn the_whole_pipeline_on_kafka_equals_the_embedded_log() {
     });
     assert!(topics.contains("raw.usage_events"), "{topics}");
     assert!(!topics.contains("voids"), "{topics}");
+
+    // The topics were created to keep their records (SPEC section 3), as the broker
+    // reports them; speed.daily_usage compacted by key.
+    let url = kafka_url(&brokers, "pipeline");
+    let (b, ns) = brokers_and_namespace(&url);
+    let log = eventlog::KafkaLog::open(b, Some(ns), &Default::default()).unwrap();
+    for (topic, _) in log.topics().unwrap() {
+        let config = log.topic_config(&topic).unwrap().unwrap();
+        assert_eq!(config["retention.ms"], "-1", "{topic}: {config:?}");
+        assert_eq!(config["retention.bytes"], "-1", "{topic}: {config:?}");
+        let compacted = topic == schemas::topics::DAILY_TOPIC;
+        assert_eq!(
+            config.get("cleanup.policy").map(String::as_str),
+            compacted.then_some("compact"),
+            "{topic}: {config:?}"
+        );
+        if topic.starts_with("raw.") {
+            assert_eq!(log.finite_retention(&topic).unwrap(), None, "{topic}");
+        }
+    }
+}
+
+/// A raw topic that someone created with a finite retention (Kafka's default of
+/// seven days here) is named at start with the fix, and `--reprocess-all` is refused
+/// on it with one line.
+#[test]
+fn a_raw_topic_with_a_finite_retention_is_named_and_reprocess_all_refused() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let dir = tempfile::tempdir().unwrap();
+    let url = kafka_url(&brokers, "retention");
+    let (_, ns) = brokers_and_namespace(&url);
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let name = format!("{ns}.raw.usage_events");
+    let topic =
+        NewTopic::new(&name, 4, TopicReplication::Fixed(1)).set("retention.ms", "604800000");
+    let created =
+        futures_executor::block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    let data = data_dir(dir.path(), "kafka", Some(&url));
+
+    let out = processor(&data).arg("--until-idle").output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("topic raw.usage_events may delete records (retention.ms=604800000)")
+            && err.contains("retention.ms=-1"),
+        "{err}"
+    );
+    // The other raw topics, which the processor created, keep their records.
+    assert!(!err.contains("topic raw.customers_orgs"), "{err}");
+
+    let out = pipeline_command("compactor", &data)
+        .args(["--once", "--reprocess-all"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "--reprocess-all ran on a finite retention"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: --reprocess-all: topic raw.usage_events may have deleted records"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -316,4 +388,157 @@ fn a_cursor_up_to_a_committed_position_that_ends_a_void_range() {
         }
         assert_eq!(got, (from..5).collect::<Vec<u64>>(), "from {from}");
     }
+}
+
+/// A Kafka-API broker of a test's own (`.ci/tansu` with a state directory of its
+/// own), which the test may kill and restart; stopped when dropped.
+struct OwnBroker {
+    state: PathBuf,
+}
+
+impl OwnBroker {
+    /// Starts one, if tansu is installed (CI installs it: there a missing one fails).
+    fn start(state: PathBuf) -> Option<OwnBroker> {
+        let tansu = std::env::var_os("TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cargo/bin/tansu"));
+        if !tansu.exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install tansu (see .ci/run)"
+            );
+            eprintln!("SKIPPED: no tansu at {} (set TANSU)", tansu.display());
+            return None;
+        }
+        let broker = OwnBroker { state };
+        broker.run("start");
+        Some(broker)
+    }
+
+    fn run(&self, what: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/tansu");
+        let ok = Command::new("bash")
+            .arg(script)
+            .arg(what)
+            .env("TANSU_STATE", &self.state)
+            .status()
+            .unwrap();
+        assert!(ok.success(), ".ci/tansu {what}");
+    }
+
+    fn brokers(&self) -> String {
+        std::fs::read_to_string(self.state.join("brokers"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}
+
+/// Waits for a child with a deadline; its exit status and the last line of `log`.
+fn wait_for(
+    child: &mut Child,
+    what: &str,
+    log: &Path,
+    within: std::time::Duration,
+) -> (bool, String) {
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let last = text.lines().last().unwrap_or_default().to_owned();
+    (status.success(), last)
+}
+
+/// The broker killed (SIGKILL) and restarted on the same storage while a replay and
+/// the processor run: each either carries on or fails with one line `error: ...`, and
+/// the pipeline, restarted, ends as a clean run on the embedded log.
+#[test]
+fn a_broker_killed_and_restarted_under_replay_and_processor_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(broker) = OwnBroker::start(dir.path().join("broker")) else {
+        return;
+    };
+    let clean = data_dir(dir.path(), "clean", None);
+    batch_run(&clean, &landing());
+    let url = format!("kafka://{}/restart", broker.brokers());
+    let live = data_dir(dir.path(), "live", Some(&url));
+    let file = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+
+    // A paced replay (under a minute for the sample), and the processor following.
+    let mut replay = pipeline_command("producer", &live);
+    replay
+        .arg("replay")
+        .arg(landing())
+        .args(["--order", "file", "--speedup", "100000"])
+        .stderr(file("replay.log"));
+    let mut replay = replay.spawn().unwrap();
+    let mut follower = processor(&live);
+    follower.stderr(file("processor.log"));
+    let mut follower = follower.spawn().unwrap();
+    let log = open_pipeline_log(&live);
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    while committed_silver(&log) == 0 {
+        assert!(Instant::now() < deadline, "no silver after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(log);
+    assert!(
+        replay.try_wait().unwrap().is_none() && follower.try_wait().unwrap().is_none(),
+        "the replay or the processor ended before the broker was killed"
+    );
+
+    broker.run("kill");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    broker.run("restart");
+
+    // The replay carries on to its end or stops with one line; so does the processor,
+    // which is then stopped (SIGTERM) if it still runs.
+    let within = std::time::Duration::from_secs(300);
+    let (replayed, last) = wait_for(
+        &mut replay,
+        "replay",
+        &dir.path().join("replay.log"),
+        within,
+    );
+    eprintln!("replay after the broker restart: ok={replayed} {last}");
+    assert!(replayed || last.starts_with("error: "), "{last}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    if follower.try_wait().unwrap().is_none() {
+        let ok = Command::new("kill")
+            .args(["-TERM", &follower.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let (processed, last) = wait_for(
+        &mut follower,
+        "processor",
+        &dir.path().join("processor.log"),
+        std::time::Duration::from_secs(30),
+    );
+    eprintln!("processor after the broker restart: ok={processed} {last}");
+    assert!(processed || last.starts_with("error: "), "{last}");
+
+    // The pipeline restarted: a replay that failed resumes, the processor catches up.
+    if !replayed {
+        let mut resume = pipeline_command("producer", &live);
+        resume.arg("replay").arg(landing());
+        run_ok(resume);
+    }
+    catch_up(&live);
+    assert_same_outputs_without(&live, &clean, &["offset"]);
 }
