@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::query::{self, Answer, Q2_DAYS, Q2_TOP, Q3_DAYS, QueryArgs, num, text};
-use crate::svg::{Axis, Chart, Series, Total, Unit, escape};
+use crate::svg::{Axis, Chart, Marker, Series, Total, Unit, escape};
 use crate::{JsonRow, META_BATCH_HIGH_WATER, META_ORGS, OrgRange, ServingStore};
 
 /// How often the page redraws its charts, in seconds.
@@ -64,6 +64,34 @@ fn categories(rows: &[JsonRow], col: &str) -> Vec<String> {
     v
 }
 
+/// The most days a date axis draws.
+const MAX_AXIS_DAYS: i64 = 3660;
+
+/// A continuous date axis: every day from `from` (else the first day of the rows'
+/// `col`) to `to` (else their last day), so that a day without rows is drawn as
+/// zero, never skipped.
+fn day_axis(
+    rows: &[JsonRow],
+    col: &str,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Vec<String> {
+    let days: Vec<NaiveDate> = rows
+        .iter()
+        .filter_map(|r| query::parse_day(text(r, col)).ok())
+        .collect();
+    let (Some(first), Some(last)) = (
+        from.or_else(|| days.iter().min().copied()),
+        to.or_else(|| days.iter().max().copied()),
+    ) else {
+        return Vec::new();
+    };
+    let n = (last - first).num_days().clamp(-1, MAX_AXIS_DAYS - 1);
+    (0..=n)
+        .map(|i| (first + chrono::Duration::days(i)).to_string())
+        .collect()
+}
+
 /// `value` summed per category of `col` (rows matching `keep`).
 fn per_category(
     rows: &[JsonRow],
@@ -113,7 +141,7 @@ fn range_text(sel: &QueryArgs) -> String {
 
 /// q1: cost per service per day, stacked, with the day's requests on the right.
 pub fn q1_chart(a: &Answer, sel: &QueryArgs) -> Chart {
-    let days = categories(&a.rows, "usage_date");
+    let days = day_axis(&a.rows, "usage_date", sel.from, sel.to);
     let mut services: Vec<(String, f64)> = categories(&a.rows, "service")
         .into_iter()
         .map(|s| {
@@ -155,6 +183,7 @@ pub fn q1_chart(a: &Answer, sel: &QueryArgs) -> Chart {
             total(&a.rows, "cost_usd", "cost", Unit::Usd),
             total(&a.rows, "requests", "requests", Unit::Count),
         ],
+        markers: Vec::new(),
     }
 }
 
@@ -180,12 +209,25 @@ pub fn q2_chart(a: &Answer, sel: &QueryArgs) -> Chart {
         lines: Vec::new(),
         right_unit: Unit::Usd,
         totals: vec![total(&a.rows, "cost_usd", "top services' cost", Unit::Usd)],
+        markers: Vec::new(),
     }
 }
 
 /// q3: critical tickets per day and their SLA breach rate (all orgs).
 pub fn q3_chart(a: &Answer, sel: &QueryArgs) -> Chart {
-    let days = categories(&a.rows, "created_date");
+    // The window's every day, ending at its latest day with tickets.
+    let window = sel.days.unwrap_or(Q3_DAYS);
+    let last = a
+        .rows
+        .iter()
+        .filter_map(|r| query::parse_day(text(r, "created_date")).ok())
+        .max();
+    let days = day_axis(
+        &a.rows,
+        "created_date",
+        last.map(|l| l - chrono::Duration::days(window - 1)),
+        last,
+    );
     let tickets = per_category(&a.rows, "created_date", &days, "tickets", |_| true);
     let rate = per_category(&a.rows, "created_date", &days, "sla_breach_rate", |_| true);
     let t = total(&a.rows, "tickets", "critical tickets", Unit::Count);
@@ -199,8 +241,7 @@ pub fn q3_chart(a: &Answer, sel: &QueryArgs) -> Chart {
     Chart {
         query: "q3",
         title: format!(
-            "Critical tickets per day, all orgs, last {} days with tickets",
-            sel.days.unwrap_or(Q3_DAYS)
+            "Critical tickets per day, all orgs, the {window} days to the latest ticket"
         ),
         categories: days,
         bars: Vec::new(),
@@ -211,6 +252,7 @@ pub fn q3_chart(a: &Answer, sel: &QueryArgs) -> Chart {
         ],
         right_unit: Unit::Ratio,
         totals: vec![t, b, overall],
+        markers: Vec::new(),
     }
 }
 
@@ -234,12 +276,13 @@ pub fn q4_chart(a: &Answer, sel: &QueryArgs) -> Chart {
             total(&a.rows, "taxes_usd", "taxes", Unit::Usd),
             total(&a.rows, "total_usd", "total", Unit::Usd),
         ],
+        markers: Vec::new(),
     }
 }
 
 /// q5: GenAI tokens per day as bars, their estimated cost on the right.
 pub fn q5_chart(a: &Answer, sel: &QueryArgs) -> Chart {
-    let days = categories(&a.rows, "usage_date");
+    let days = day_axis(&a.rows, "usage_date", sel.from, sel.to);
     let tokens = per_category(&a.rows, "usage_date", &days, "total_tokens", |_| true);
     let cost = per_category(&a.rows, "usage_date", &days, "genai_cost_usd", |_| true);
     Chart {
@@ -258,6 +301,7 @@ pub fn q5_chart(a: &Answer, sel: &QueryArgs) -> Chart {
             total(&a.rows, "total_tokens", "tokens", Unit::Count),
             total(&a.rows, "genai_cost_usd", "cost", Unit::Usd),
         ],
+        markers: Vec::new(),
     }
 }
 
@@ -298,19 +342,73 @@ fn revenue_table(a: &Answer) -> String {
     s
 }
 
-/// The five panels (what the page's script redraws).
+/// q6's rows as marks on q1's days: one per anomaly, its service, cost, score and
+/// methods as the tooltip.
+pub fn anomaly_markers(q6: &Answer) -> Vec<Marker> {
+    q6.rows
+        .iter()
+        .map(|r| Marker {
+            category: text(r, "usage_date").to_owned(),
+            key: format!("{}/{}", text(r, "usage_date"), text(r, "service")),
+            label: format!(
+                "anomaly {} {}: cost {}, score {:.2} ({})",
+                text(r, "usage_date"),
+                text(r, "service"),
+                Unit::Usd.full(num(r, "cost_usd")),
+                num(r, "anomaly_score"),
+                text(r, "methods")
+            ),
+        })
+        .collect()
+}
+
+/// q6 as a table: the org's anomalies over the range, highest score first.
+fn anomaly_table(q6: &Answer) -> String {
+    if q6.rows.is_empty() {
+        return r#"<p class="empty" data-query="q6">no cost anomalies in this selection</p>"#
+            .to_owned();
+    }
+    let mut s = String::from(
+        r#"<table class="anomalies" data-query="q6"><thead><tr><th>day</th><th>service</th><th>cost</th><th>score</th><th>methods</th><th>z</th><th>MAD</th><th>p99 of the service</th></tr></thead><tbody>"#,
+    );
+    let score = |r: &JsonRow, c: &str| match r.get(c).and_then(Value::as_f64) {
+        Some(v) => format!("{v:.2}"),
+        None => "–".to_owned(),
+    };
+    for r in &q6.rows {
+        let _ = write!(
+            s,
+            r#"<tr class="anomaly"><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            escape(text(r, "usage_date")),
+            escape(text(r, "service")),
+            escape(&Unit::Usd.full(num(r, "cost_usd"))),
+            score(r, "anomaly_score"),
+            escape(text(r, "methods")),
+            score(r, "z_score"),
+            score(r, "mad_score"),
+            escape(&Unit::Usd.full(num(r, "p99_service"))),
+        );
+    }
+    s.push_str("</tbody></table>");
+    s
+}
+
+/// The panels (what the page's script redraws).
 pub fn panels(store: &impl ServingStore, sel: &QueryArgs) -> Result<String> {
     let windowed = QueryArgs {
         org: sel.org.clone(),
         ..QueryArgs::default()
     };
     let org_only = windowed.clone();
+    let anomalies = query::run(store, "q6", sel)?;
+    let mut q1 = q1_chart(&query::run(store, "q1", sel)?, sel);
+    q1.markers = anomaly_markers(&anomalies);
     let panels: [(&str, &str, Chart, Option<String>); 5] = [
         (
             "q1",
-            "Daily cost and requests per service",
-            q1_chart(&query::run(store, "q1", sel)?, sel),
-            None,
+            "Daily cost and requests per service, cost anomalies marked",
+            q1,
+            Some(anomaly_table(&anomalies)),
         ),
         (
             "q2",
@@ -394,7 +492,7 @@ pub fn page(store: &impl ServingStore, asked: &QueryArgs) -> Result<String> {
 <label>To <input type="date" name="to" value="{to}"></label>
 <button type="submit">Show</button>
 </form>
-<p class="status">{status}. Redrawn every {REFRESH_SECONDS} s. Data as JSON: <a href="/api/orgs">/api/orgs</a>, /api/q1 .. /api/q5.</p>
+<p class="status">{status}. Redrawn every {REFRESH_SECONDS} s. Data as JSON: <a href="/api/orgs">/api/orgs</a>, /api/q1 .. /api/q6.</p>
 </header>
 <main id="charts" data-refresh-seconds="{REFRESH_SECONDS}">{panels}</main>
 </body></html>
@@ -437,9 +535,10 @@ svg .title { font-weight: 600; font-size: 13px; }
 svg .total { font-weight: 600; fill: #333; }
 svg .tick, svg .legend { fill: #555; font-size: 11px; }
 svg .empty { fill: #888; }
-table.revenue { border-collapse: collapse; margin-top: 8px; font-size: 12px; }
-table.revenue th, table.revenue td { border-bottom: 1px solid #eee; padding: 2px 8px; text-align: left; }
-table.revenue td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.revenue, table.anomalies { border-collapse: collapse; margin-top: 8px; font-size: 12px; }
+table.revenue th, table.revenue td, table.anomalies th, table.anomalies td { border-bottom: 1px solid #eee; padding: 2px 8px; text-align: left; }
+table.revenue td.num, table.anomalies td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.anomalies tr.anomaly td:first-child { border-left: 3px solid #d62728; }
 "#;
 
 #[cfg(test)]
@@ -519,6 +618,48 @@ mod tests {
         assert_eq!(c.lines[0].0.values, [11.0, 3.0]);
         assert_eq!(c.totals[0].value, 11.0);
         assert_eq!(c.totals[1].value, 14.0);
+    }
+
+    #[test]
+    fn date_axes_are_continuous() {
+        let a = Answer {
+            columns: vec!["org_id", "usage_date", "service", "cost_usd", "requests"],
+            rows: rows(serde_json::json!([
+                {"org_id": "o", "usage_date": "2025-08-09", "service": "compute", "cost_usd": 1.0, "requests": 2.0},
+                {"org_id": "o", "usage_date": "2025-08-12", "service": "compute", "cost_usd": 3.0, "requests": 4.0},
+            ])),
+        };
+        // The days between the rows are drawn, at zero.
+        let c = q1_chart(&a, &QueryArgs::default());
+        assert_eq!(
+            c.categories,
+            ["2025-08-09", "2025-08-10", "2025-08-11", "2025-08-12"]
+        );
+        assert_eq!(c.bars[0].values, [1.0, 0.0, 0.0, 3.0]);
+        // A selected range is drawn whole, rows or not.
+        let sel = QueryArgs {
+            from: Some(day("2025-08-08")),
+            to: Some(day("2025-08-13")),
+            ..QueryArgs::default()
+        };
+        assert_eq!(q1_chart(&a, &sel).categories.len(), 6);
+        // q3: the window's days, ending at the latest day with tickets.
+        let t = Answer {
+            columns: vec!["created_date", "tickets", "sla_breached", "sla_breach_rate"],
+            rows: rows(serde_json::json!([
+                {"created_date": "2025-08-09", "tickets": 2, "sla_breached": 1, "sla_breach_rate": 0.5},
+                {"created_date": "2025-08-12", "tickets": 1, "sla_breached": 0, "sla_breach_rate": 0.0},
+            ])),
+        };
+        let sel = QueryArgs {
+            days: Some(10),
+            ..QueryArgs::default()
+        };
+        let c = q3_chart(&t, &sel);
+        assert_eq!(c.categories.len(), 10);
+        assert_eq!(c.categories.first().map(String::as_str), Some("2025-08-03"));
+        assert_eq!(c.categories.last().map(String::as_str), Some("2025-08-12"));
+        assert!(day_axis(&[], "usage_date", None, None).is_empty());
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub const REVENUE_ORG: TableDef = TableDef {
     values: INVOICE_VALUES,
 };
 /// q4 for all orgs: a month's invoices, spread over buckets of orgs so that no
-/// partition grows with the number of orgs (see [`revenue_buckets`]).
+/// partition grows with the number of orgs (see [`org_buckets`]).
 pub const REVENUE_ALL: TableDef = TableDef {
     name: "revenue_by_month_bucket",
     partition: &["month", "bucket"],
@@ -138,22 +138,20 @@ pub const REVENUE_ALL: TableDef = TableDef {
     values: INVOICE_VALUES,
 };
 
-/// Orgs per partition of `revenue_by_month_bucket`, at most on average.
-pub const REVENUE_ORGS_PER_BUCKET: usize = 1000;
+/// Orgs per partition of the `..._by_month_bucket` tables, at most on average.
+pub const ORGS_PER_BUCKET: usize = 1000;
 
 /// The number of buckets for `orgs` orgs: the least power of two that keeps each
-/// bucket at [`REVENUE_ORGS_PER_BUCKET`] orgs or fewer on average.
-pub fn revenue_buckets(orgs: usize) -> u32 {
-    orgs.div_ceil(REVENUE_ORGS_PER_BUCKET)
-        .max(1)
-        .next_power_of_two() as u32
+/// bucket at [`ORGS_PER_BUCKET`] orgs or fewer on average.
+pub fn org_buckets(orgs: usize) -> u32 {
+    orgs.div_ceil(ORGS_PER_BUCKET).max(1).next_power_of_two() as u32
 }
 
 /// The bucket of an org among `buckets` (a power of two): `buckets` plus the org's
 /// murmur2 partition among them. The count is part of the value, so buckets of
 /// different counts never share a partition: when the count grows, the new rows go
 /// to new partitions and the old ones are simply no longer read.
-pub fn revenue_bucket(org_id: &str, buckets: u32) -> i32 {
+pub fn org_bucket(org_id: &str, buckets: u32) -> i32 {
     (buckets + eventlog::partition_for(org_id.as_bytes(), buckets)) as i32
 }
 pub const GENAI: TableDef = TableDef {
@@ -167,7 +165,54 @@ pub const GENAI: TableDef = TableDef {
         ("genai_cost_usd", Double),
     ],
 };
-pub const TABLES: [TableDef; 6] = [DAILY, SPEED_DAILY, TICKETS, REVENUE_ORG, REVENUE_ALL, GENAI];
+const ANOMALY_VALUES: &[(&str, Cql)] = &[
+    ("cost_usd", Double),
+    ("mean", Double),
+    ("stddev", Double),
+    ("z_score", Double),
+    ("median", Double),
+    ("mad", Double),
+    ("mad_score", Double),
+    ("p99_service", Double),
+    ("anomaly_score", Double),
+    ("methods", Text),
+];
+
+/// q6 for one org: the org's anomalies by day (`cost_anomaly_mart`).
+pub const ANOMALY_ORG: TableDef = TableDef {
+    name: "cost_anomalies_by_org_date",
+    partition: &["org_id"],
+    clustering: &["usage_date", "service"],
+    keys: &[("org_id", Text), ("usage_date", Date), ("service", Text)],
+    values: ANOMALY_VALUES,
+};
+
+/// q6 for every org: a month's anomalies in buckets of orgs, as
+/// `revenue_by_month_bucket` (see [`org_buckets`]), by day within each.
+pub const ANOMALY_ALL: TableDef = TableDef {
+    name: "cost_anomalies_by_month_bucket",
+    partition: &["month", "bucket"],
+    clustering: &["usage_date", "org_id", "service"],
+    keys: &[
+        ("month", Date),
+        ("bucket", Int),
+        ("usage_date", Date),
+        ("org_id", Text),
+        ("service", Text),
+    ],
+    values: ANOMALY_VALUES,
+};
+
+pub const TABLES: [TableDef; 8] = [
+    DAILY,
+    SPEED_DAILY,
+    TICKETS,
+    REVENUE_ORG,
+    REVENUE_ALL,
+    GENAI,
+    ANOMALY_ORG,
+    ANOMALY_ALL,
+];
 
 /// The last day the batch path covered (`usage_date` of the daily mart).
 pub const META_BATCH_HIGH_WATER: &str = "batch_high_water";
@@ -179,6 +224,9 @@ pub const META_SPEED_POSITIONS: &str = "speed_positions";
 /// The partitions of `revenue_by_month_bucket`, `month/bucket` comma-separated in
 /// month order.
 pub const META_REVENUE_PARTITIONS: &str = "revenue_partitions";
+/// The partitions of `cost_anomalies_by_month_bucket`, `month/bucket` comma-separated
+/// in month order.
+pub const META_ANOMALY_PARTITIONS: &str = "anomaly_partitions";
 /// Written last by every publish (a timestamp): readers that cache answers drop
 /// them when it changes.
 pub const META_PUBLISHED: &str = "published_at";

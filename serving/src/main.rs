@@ -22,10 +22,10 @@ enum Command {
     /// Upserts every gold mart of the current lake and the real-time view
     /// (speed.daily_usage) into the serving store.
     Publish,
-    /// Answers one of the five dashboard queries (q1..q5).
+    /// Answers one of the dashboard queries (q1..q6).
     Query {
         /// q1 daily cost and requests | q2 top services | q3 critical tickets |
-        /// q4 monthly revenue | q5 GenAI tokens and cost
+        /// q4 monthly revenue | q5 GenAI tokens and cost | q6 cost anomalies
         query: String,
         #[arg(long)]
         org: Option<String>,

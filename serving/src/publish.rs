@@ -15,9 +15,10 @@ use schemas::written::Written;
 
 use crate::row::{Cell, Row, rows_from_parquet};
 use crate::{
-    Cql, DAILY, GENAI, META_BATCH_HIGH_WATER, META_ORGS, META_PUBLISHED, META_REVENUE_PARTITIONS,
-    META_SPEED_ORGS, META_SPEED_POSITIONS, META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG,
-    SPEED_DAILY, ServingStore, TICKETS, TableDef, daily_org_ranges, extend_org_ranges,
+    ANOMALY_ALL, ANOMALY_ORG, Cql, DAILY, GENAI, META_ANOMALY_PARTITIONS, META_BATCH_HIGH_WATER,
+    META_ORGS, META_PUBLISHED, META_REVENUE_PARTITIONS, META_SPEED_ORGS, META_SPEED_POSITIONS,
+    META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
+    TableDef, daily_org_ranges, extend_org_ranges,
 };
 
 /// Rows published per table.
@@ -285,6 +286,7 @@ struct Marts {
     tickets: Vec<Row>,
     revenue: Vec<Row>,
     genai: Vec<Row>,
+    anomalies: Vec<Row>,
 }
 
 fn read_marts(gold: &Path) -> Result<Marts> {
@@ -294,41 +296,53 @@ fn read_marts(gold: &Path) -> Result<Marts> {
         tickets: rows_from_parquet(&TICKETS, &gold.join(g::TICKETS_SEVERITY))?,
         revenue: rows_from_parquet(&REVENUE_ORG, &gold.join(g::REVENUE))?,
         genai: rows_from_parquet(&GENAI, &gold.join(g::GENAI))?,
+        anomalies: rows_from_parquet(&ANOMALY_ORG, &gold.join(g::ANOMALY))?,
     })
 }
 
-/// The rows of `revenue_by_month_bucket` from those of `revenue_by_org_month`: the
-/// same columns, partitioned by month and bucket of orgs.
-fn revenue_by_bucket(revenue: &[Row]) -> Result<Vec<Row>> {
-    let org = REVENUE_ORG.index("org_id").context("revenue: no org_id")?;
-    let orgs: BTreeSet<String> = revenue
+/// The rows of a `..._by_month_bucket` table (`to`: month, bucket, then the rest)
+/// from those of its by-org table `from`: the same columns, `month` being the first
+/// day of the month of column `date`, and `bucket` the org's among as many buckets
+/// as the orgs of `rows` need ([`crate::org_buckets`]).
+fn by_month_bucket(from: &TableDef, to: &TableDef, rows: &[Row], date: &str) -> Result<Vec<Row>> {
+    use chrono::Datelike;
+    let org = from.index("org_id").context("no org_id")?;
+    let day = from.index(date).with_context(|| format!("no {date}"))?;
+    let orgs: BTreeSet<String> = rows
         .iter()
         .filter_map(|r| r.get(org))
         .map(Cell::key_text)
         .collect();
-    let buckets = crate::revenue_buckets(orgs.len());
-    revenue
-        .iter()
+    let buckets = crate::org_buckets(orgs.len());
+    let month_of = |c: Option<&Cell>| match c {
+        Some(Cell::Date(d)) => schemas::time::days_to_date(*d)
+            .and_then(|d| d.with_day(1))
+            .map(|d| Cell::Date(schemas::time::date_to_days(d)))
+            .with_context(|| format!("{}: a {date} out of range", from.name)),
+        _ => anyhow::bail!("{}: {date} is not a date", from.name),
+    };
+    rows.iter()
         .map(|r| {
-            REVENUE_ALL
-                .columns()
+            to.columns()
                 .map(|(c, _)| match *c {
-                    "bucket" => Ok(Cell::Int(crate::revenue_bucket(
+                    "bucket" => Ok(Cell::Int(crate::org_bucket(
                         &r.get(org).map(Cell::key_text).unwrap_or_default(),
                         buckets,
                     ))),
-                    c => REVENUE_ORG
+                    "month" if from.index("month").is_none() => month_of(r.get(day)),
+                    c => from
                         .index(c)
                         .and_then(|i| r.get(i).cloned())
-                        .with_context(|| format!("revenue: no column {c}")),
+                        .with_context(|| format!("{}: no column {c}", from.name)),
                 })
                 .collect()
         })
         .collect()
 }
 
-/// `month/bucket` of every partition the rows fill, in month order.
-fn revenue_partitions(rows: &[Row]) -> String {
+/// `month/bucket` of every partition of a `..._by_month_bucket` table the rows fill,
+/// in month order.
+fn month_bucket_partitions(rows: &[Row]) -> String {
     let partitions: BTreeSet<String> = rows
         .iter()
         .map(|r| format!("{}/{}", r[0].key_text(), r[1].key_text()))
@@ -369,17 +383,21 @@ pub fn publish(
         });
         let marts = (|| -> Result<_> {
             let marts = read_marts(&gold)?;
-            let revenue_all = revenue_by_bucket(&marts.revenue)?;
+            let revenue_all = by_month_bucket(&REVENUE_ORG, &REVENUE_ALL, &marts.revenue, "month")?;
+            let anomaly_all =
+                by_month_bucket(&ANOMALY_ORG, &ANOMALY_ALL, &marts.anomalies, "usage_date")?;
             for (table, rows) in [
                 (&DAILY, &marts.daily),
                 (&TICKETS, &marts.tickets),
                 (&REVENUE_ORG, &marts.revenue),
                 (&REVENUE_ALL, &revenue_all),
                 (&GENAI, &marts.genai),
+                (&ANOMALY_ORG, &marts.anomalies),
+                (&ANOMALY_ALL, &anomaly_all),
             ] {
                 store.replace_table(table, rows)?;
             }
-            Ok((marts, revenue_all))
+            Ok((marts, revenue_all, anomaly_all))
         })();
         let speed = speed
             .join()
@@ -387,12 +405,13 @@ pub fn publish(
         (speed, marts)
     });
     let (speed, positions, incremental) = speed?;
-    let (marts, revenue_all) = marts?;
+    let (marts, revenue_all, anomaly_all) = marts?;
     let Marts {
         daily,
         tickets,
         revenue,
         genai,
+        anomalies,
     } = marts;
     for (table, rows) in [
         (&DAILY, &daily),
@@ -400,6 +419,8 @@ pub fn publish(
         (&REVENUE_ORG, &revenue),
         (&REVENUE_ALL, &revenue_all),
         (&GENAI, &genai),
+        (&ANOMALY_ORG, &anomalies),
+        (&ANOMALY_ALL, &anomaly_all),
     ] {
         report.rows.insert(table.name, rows.len());
     }
@@ -433,7 +454,14 @@ pub fn publish(
     if let Some(d) = max_date(&TICKETS, &tickets, "created_date") {
         metas.push((META_TICKETS_LATEST, d));
     }
-    metas.push((META_REVENUE_PARTITIONS, revenue_partitions(&revenue_all)));
+    metas.push((
+        META_REVENUE_PARTITIONS,
+        month_bucket_partitions(&revenue_all),
+    ));
+    metas.push((
+        META_ANOMALY_PARTITIONS,
+        month_bucket_partitions(&anomaly_all),
+    ));
     metas.push((
         META_PUBLISHED,
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -693,7 +721,13 @@ mod tests {
             .unwrap();
             crate::row::row_from_json(&REVENUE_ORG, &r).unwrap()
         };
-        let all = revenue_by_bucket(&[row("o", "2025-07-01"), row("p", "2025-08-01")]).unwrap();
+        let all = by_month_bucket(
+            &REVENUE_ORG,
+            &REVENUE_ALL,
+            &[row("o", "2025-07-01"), row("p", "2025-08-01")],
+            "month",
+        )
+        .unwrap();
         // Two orgs: one bucket, numbered 1 (the count 1 plus partition 0 of 1).
         let mut expect: crate::JsonRow = serde_json::from_value(serde_json::json!({
             "org_id": "o", "month": "2025-07-01", "bucket": 1, "invoice_id": "i",
@@ -710,33 +744,30 @@ mod tests {
             all[1],
             crate::row::row_from_json(&REVENUE_ALL, &expect).unwrap()
         );
-        assert_eq!(revenue_partitions(&all), "2025-07-01/1,2025-08-01/1");
+        assert_eq!(month_bucket_partitions(&all), "2025-07-01/1,2025-08-01/1");
     }
 
     #[test]
     fn no_revenue_partition_grows_with_the_number_of_orgs() {
         for orgs in [1, 999, 1000, 1001, 5000, 100_000, 1_000_000] {
-            let buckets = crate::revenue_buckets(orgs);
+            let buckets = crate::org_buckets(orgs);
             assert!(buckets.is_power_of_two());
-            assert!(orgs.div_ceil(buckets as usize) <= crate::REVENUE_ORGS_PER_BUCKET);
+            assert!(orgs.div_ceil(buckets as usize) <= crate::ORGS_PER_BUCKET);
             // Fewer buckets would hold more orgs each.
-            assert!(
-                buckets == 1
-                    || orgs.div_ceil(buckets as usize / 2) > crate::REVENUE_ORGS_PER_BUCKET
-            );
+            assert!(buckets == 1 || orgs.div_ceil(buckets as usize / 2) > crate::ORGS_PER_BUCKET);
         }
         // 100,000 orgs spread over 128 buckets: none holds much more than its share.
-        let buckets = crate::revenue_buckets(100_000);
+        let buckets = crate::org_buckets(100_000);
         let mut sizes = vec![0usize; buckets as usize];
         for i in 0..100_000 {
-            let b = crate::revenue_bucket(&format!("org_{i:06}"), buckets);
+            let b = crate::org_bucket(&format!("org_{i:06}"), buckets);
             assert!((buckets as i32..2 * buckets as i32).contains(&b));
             sizes[(b - buckets as i32) as usize] += 1;
         }
         let max = sizes.iter().max().unwrap();
-        assert!(*max < crate::REVENUE_ORGS_PER_BUCKET * 12 / 10, "{sizes:?}");
+        assert!(*max < crate::ORGS_PER_BUCKET * 12 / 10, "{sizes:?}");
         // Counts of buckets never share a bucket number.
-        assert!(crate::revenue_bucket("o", 1) < 2);
-        assert!((2..4).contains(&crate::revenue_bucket("o", 2)));
+        assert!(crate::org_bucket("o", 1) < 2);
+        assert!((2..4).contains(&crate::org_bucket("o", 2)));
     }
 }

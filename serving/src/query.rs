@@ -8,8 +8,9 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::{
-    DAILY, GENAI, JsonRow, META_BATCH_HIGH_WATER, META_REVENUE_PARTITIONS, META_TICKETS_LATEST,
-    REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
+    ANOMALY_ALL, ANOMALY_ORG, DAILY, GENAI, JsonRow, META_ANOMALY_PARTITIONS,
+    META_BATCH_HIGH_WATER, META_REVENUE_PARTITIONS, META_TICKETS_LATEST, REVENUE_ALL, REVENUE_ORG,
+    SPEED_DAILY, ServingStore, TICKETS,
 };
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -305,7 +306,69 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
                 columns,
             })
         }
-        other => bail!("unknown query {other:?}: expected q1, q2, q3, q4 or q5"),
+        // q6: cost anomalies of one org, or of every org, over a date range, highest
+        // anomaly_score first.
+        "q6" => {
+            let columns = vec![
+                "org_id",
+                "usage_date",
+                "service",
+                "cost_usd",
+                "anomaly_score",
+                "methods",
+                "z_score",
+                "mad_score",
+                "p99_service",
+            ];
+            let (from, to) = (date_text(args.from), date_text(args.to));
+            let mut rows = match &args.org {
+                Some(org) => store.scan(&ANOMALY_ORG, &[org], from.as_deref(), to.as_deref())?,
+                None => {
+                    let partitions = store.meta(META_ANOMALY_PARTITIONS)?.unwrap_or_default();
+                    let month = |d: &Option<String>| {
+                        d.as_deref().and_then(|d| d.get(..7)).map(str::to_owned)
+                    };
+                    let (first, last) = (month(&from), month(&to));
+                    let mut rows = Vec::new();
+                    for p in partitions.split(',').filter(|p| !p.is_empty()) {
+                        let (m, bucket) = p.split_once('/').unwrap_or((p, ""));
+                        // Only the months the range touches.
+                        let this = m.get(..7).unwrap_or(m);
+                        if first.as_deref().is_some_and(|f| this < f)
+                            || last.as_deref().is_some_and(|l| this > l)
+                        {
+                            continue;
+                        }
+                        rows.extend(store.scan(
+                            &ANOMALY_ALL,
+                            &[m, bucket],
+                            from.as_deref(),
+                            to.as_deref(),
+                        )?);
+                    }
+                    rows
+                }
+            };
+            let score = |r: &JsonRow| {
+                r.get("anomaly_score")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0)
+            };
+            rows.sort_by(|a, b| {
+                score(b).total_cmp(&score(a)).then_with(|| {
+                    ["org_id", "usage_date", "service"]
+                        .iter()
+                        .map(|c| text(a, c).cmp(text(b, c)))
+                        .find(|o| o.is_ne())
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
+            });
+            Ok(Answer {
+                rows: project(rows, &columns),
+                columns,
+            })
+        }
+        other => bail!("unknown query {other:?}: expected q1, q2, q3, q4, q5 or q6"),
     }
 }
 

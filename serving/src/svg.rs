@@ -3,6 +3,7 @@
 //! load; every mark carries a `<title>` tooltip, and every total its exact value in a
 //! `data-value` attribute (what the browser test reads).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// How a number reads.
@@ -126,6 +127,17 @@ pub struct Chart {
     pub lines: Vec<(Series, Axis)>,
     pub right_unit: Unit,
     pub totals: Vec<Total>,
+    /// Marks above the bars of a category (q1: the day's cost anomalies).
+    pub markers: Vec<Marker>,
+}
+
+/// A mark above a category's bars, with what it stands for as its tooltip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub category: String,
+    /// Its `data-key` (q1: `usage_date/service`).
+    pub key: String,
+    pub label: String,
 }
 
 const W: f64 = 960.0;
@@ -287,6 +299,24 @@ impl Chart {
                 base += v;
             }
         }
+        // Markers above the stacks, several on one category one above the other.
+        let mut stacked: BTreeMap<usize, usize> = BTreeMap::new();
+        for m in &self.markers {
+            let Some(i) = self.categories.iter().position(|c| *c == m.category) else {
+                continue;
+            };
+            let height: f64 = self.bars.iter().map(|b| b.values[i].max(0.0)).sum();
+            let k = stacked.entry(i).or_default();
+            let y = (ly(height) - 4.0 - 12.0 * *k as f64).max(Y0 - 20.0);
+            *k += 1;
+            let _ = write!(
+                s,
+                r##"<path class="anomaly" data-key="{}" d="M {:.1} {y:.1} l -5 -9 h 10 z" fill="#d62728"><title>{}</title></path>"##,
+                escape(&m.key),
+                cx(i),
+                escape(&m.label)
+            );
+        }
         // Lines, with a point per category.
         for (k, (series, axis)) in self.lines.iter().enumerate() {
             let (y, unit) = match axis {
@@ -389,6 +419,7 @@ mod tests {
                 value: 1234.5,
                 unit: Unit::Usd,
             }],
+            markers: Vec::new(),
         }
     }
 
@@ -432,6 +463,25 @@ mod tests {
         // The stacked column 1 (1 + 3 = 4) is the tallest: it reaches the axis top
         // of 4 at Y0.
         assert!(svg.contains(&format!(r#"y="{Y0:.1}""#)), "{svg}");
+    }
+
+    #[test]
+    fn markers_stand_above_their_categorys_stack() {
+        let mut c = chart(&["d1", "d2"], vec![series("compute", &[1.0, 2.0])], vec![]);
+        c.markers = ["d2", "d2", "d9"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Marker {
+                category: (*d).to_owned(),
+                key: format!("{d}/s{i}"),
+                label: format!("<anomaly {i}>"),
+            })
+            .collect();
+        let svg = c.render();
+        // Two on d2 (one above the other), none for a category not drawn.
+        assert_eq!(svg.matches(r#"class="anomaly""#).count(), 2);
+        assert!(svg.contains(r#"data-key="d2/s0""#) && svg.contains(r#"data-key="d2/s1""#));
+        assert!(svg.contains("&lt;anomaly 0&gt;") && !svg.contains("d9/s2"));
     }
 
     #[test]

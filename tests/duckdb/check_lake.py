@@ -6,6 +6,11 @@ compares it with the compactor's gold. Prints one JSON object:
    "expected_rows": m, "mismatches": k}}, "accounting": {...}}
 
 Usage: python check_lake.py <lake_dir>
+
+With `anomalies` after the lake, prints instead DuckDB's cost_anomaly_mart, computed
+from silver as above, as one JSON array of rows (org_id, usage_date, service,
+cost_usd, anomaly_score, methods, z_score, mad_score, p99_service), highest
+anomaly_score first: what `serving query q6` must answer.
 """
 
 import json
@@ -176,6 +181,16 @@ def main():
         g, e, m = con.execute(q).fetchone()
         return {"gold_rows": g, "expected_rows": e, "mismatches": m}
 
+
+    if sys.argv[2:] == ["anomalies"]:
+        rows = con.execute("""
+          select org_id, strftime(usage_date, '%Y-%m-%d') as usage_date, service, cost_usd,
+                 anomaly_score, methods, z_score, mad_score, p99_service
+          from expected_cost_anomaly_mart
+          order by anomaly_score desc, org_id, usage_date, service""")
+        names = [d[0] for d in rows.description]
+        print(json.dumps([dict(zip(names, r)) for r in rows.fetchall()]))
+        return
 
     out = {
         "silver": dict(

@@ -468,10 +468,17 @@ pub fn duckdb_python() -> Option<PathBuf> {
 /// Runs `tests/duckdb/check_lake.py` on a lake: DuckDB reads the lake and recomputes
 /// the marts from silver with its own SQL.
 pub fn duckdb_check(python: &Path, lake: &Path) -> serde_json::Value {
+    duckdb_lake(python, lake, &[])
+}
+
+/// `tests/duckdb/check_lake.py` on a lake with these arguments after it: the JSON it
+/// prints.
+pub fn duckdb_lake(python: &Path, lake: &Path, args: &[&str]) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("duckdb/check_lake.py");
     let out = std::process::Command::new(python)
         .arg(&script)
         .arg(lake)
+        .args(args)
         .output()
         .unwrap();
     assert!(

@@ -425,19 +425,60 @@ fn check_browser(data: &Path, addr: &str, org: &str, from: &str, to: &str) {
             "{q}: the sample should give this chart data: {expected:?}"
         );
     }
-    // One bar group per day of q1, and a bar per service of q2.
-    let days: std::collections::BTreeSet<&str> = q1
-        .iter()
-        .map(|r| r["usage_date"].as_str().unwrap())
-        .collect();
+    // One bar group per day of the range on q1, with or without rows (a continuous
+    // axis), and a bar per service of q2.
+    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    let range_days = (day(to) - day(from)).num_days() + 1;
     assert!(dom.contains(&format!(
-        r#"data-query="q1" data-categories="{}""#,
-        days.len()
+        r#"data-query="q1" data-categories="{range_days}""#
     )));
     assert!(dom.contains(&format!(
         r#"data-query="q2" data-categories="{}""#,
         q2.len()
     )));
+
+    // q6 on the page: a mark on q1's chart and a row of the list per anomaly of the
+    // selection, as many as the API gives. The selected org, and the org with the
+    // most anomalies over the days it has them.
+    let anomalies_on = |dom: &str| {
+        (
+            dom.matches(r#"<path class="anomaly""#).count(),
+            dom.matches(r#"<tr class="anomaly">"#).count(),
+        )
+    };
+    let q6 = api("q6", &range);
+    assert_eq!(anomalies_on(&dom), (q6.len(), q6.len()), "q6 for {org}");
+    let all = api("q6", "");
+    let mut per_org: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for r in &all {
+        per_org
+            .entry(r["org_id"].as_str().unwrap())
+            .or_default()
+            .push(r["usage_date"].as_str().unwrap());
+    }
+    let (busiest, days) = per_org.iter().max_by_key(|(_, d)| d.len()).unwrap();
+    let (first, last) = (days.iter().min().unwrap(), days.iter().max().unwrap());
+    let page = headless(
+        &chromium,
+        &profile,
+        &["--dump-dom".into()],
+        &format!("http://{addr}/?org={busiest}&from={first}&to={last}"),
+    );
+    let marked = api("q6", &format!("org={busiest}&from={first}&to={last}"));
+    assert!(marked.len() >= 2, "{busiest}: {marked:?}");
+    assert_eq!(
+        anomalies_on(&page),
+        (marked.len(), marked.len()),
+        "q6 for {busiest}"
+    );
+    for r in &marked {
+        let key = format!(
+            r#"data-key="{}/{}""#,
+            r["usage_date"].as_str().unwrap(),
+            r["service"].as_str().unwrap()
+        );
+        assert!(page.contains(&key), "no mark {key}");
+    }
 
     // The screenshot, kept as a CI artifact.
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
@@ -461,6 +502,84 @@ fn check_browser(data: &Path, addr: &str, org: &str, from: &str, to: &str) {
     eprintln!("dashboard screenshot: {}", shot.display());
 }
 
+/// q6 through the CLI and the API equals DuckDB's cost_anomaly_mart, computed from
+/// silver with SQL of its own: for all orgs, for three orgs, and over a date range.
+fn check_anomalies(data: &Path, addr: &str) {
+    let Some(python) = duckdb_python() else {
+        return;
+    };
+    let expected: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_value(duckdb_lake(&python, &data.join("lake"), &["anomalies"])).unwrap();
+    assert!(
+        expected.len() > 10,
+        "the sample has anomalies: {}",
+        expected.len()
+    );
+    let same = |got: &[serde_json::Map<String, Value>],
+                want: &[&serde_json::Map<String, Value>],
+                what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}: rows");
+        for (g, w) in got.iter().zip(want) {
+            for c in ["org_id", "usage_date", "service", "methods"] {
+                assert_eq!(g[c], w[c], "{what}: {c} of {g:?} vs {w:?}");
+            }
+            for c in [
+                "cost_usd",
+                "anomaly_score",
+                "z_score",
+                "mad_score",
+                "p99_service",
+            ] {
+                match (g[c].as_f64(), w[c].as_f64()) {
+                    (Some(a), Some(b)) => assert!(
+                        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                        "{what}: {c} {a} vs {b}"
+                    ),
+                    (a, b) => assert_eq!(a, b, "{what}: {c} of {g:?}"),
+                }
+            }
+        }
+    };
+    let all: Vec<&serde_json::Map<String, Value>> = expected.iter().collect();
+    same(&rows(&cli_json(data, &["q6"])), &all, "q6, all orgs (CLI)");
+    let (status, body) = get(addr, "/api/q6");
+    assert_eq!(status, 200, "{body}");
+    same(&rows(&body), &all, "q6, all orgs (API)");
+    // Three orgs with anomalies.
+    let mut orgs: Vec<&str> = expected
+        .iter()
+        .map(|r| r["org_id"].as_str().unwrap())
+        .collect();
+    orgs.sort();
+    orgs.dedup();
+    for org in orgs.iter().take(3) {
+        let want: Vec<&serde_json::Map<String, Value>> =
+            expected.iter().filter(|r| r["org_id"] == *org).collect();
+        same(
+            &rows(&cli_json(data, &["q6", "--org", org])),
+            &want,
+            &format!("q6 {org} (CLI)"),
+        );
+        let (status, body) = get(addr, &format!("/api/q6?org={org}"));
+        assert_eq!(status, 200, "{body}");
+        same(&rows(&body), &want, &format!("q6 {org} (API)"));
+    }
+    // A date range across a month's end, for all orgs.
+    let (from, to) = ("2025-07-25", "2025-08-10");
+    let want: Vec<&serde_json::Map<String, Value>> = expected
+        .iter()
+        .filter(|r| (from..=to).contains(&r["usage_date"].as_str().unwrap()))
+        .collect();
+    same(
+        &rows(&cli_json(data, &["q6", "--from", from, "--to", to])),
+        &want,
+        "q6 over a range (CLI)",
+    );
+    let (status, body) = get(addr, &format!("/api/q6?from={from}&to={to}"));
+    assert_eq!(status, 200, "{body}");
+    same(&rows(&body), &want, "q6 over a range (API)");
+}
+
 #[test]
 fn the_dashboard_and_its_api_on_the_sample() {
     let dir = tempfile::tempdir().unwrap();
@@ -468,6 +587,7 @@ fn the_dashboard_and_its_api_on_the_sample() {
     let served = pipeline_and_server(&data);
     let (org, from, to) = an_org(&data, &served.addr);
     check_api_equals_cli(&data, &served.addr, &org, &from, &to);
+    check_anomalies(&data, &served.addr);
     check_bad_input(&served.addr, &org);
     check_browser(&data, &served.addr, &org, &from, &to);
     // Last: it adds a real-time day the other checks do not expect.
