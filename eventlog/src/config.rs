@@ -20,6 +20,34 @@ pub struct PipelineConfig {
     pub processor: ProcessorSection,
     pub compactor: CompactorSection,
     pub serving: ServingSection,
+    pub alerts: AlertsSection,
+}
+
+/// `[alerts]`: where the cost anomalies a publish finds new are announced.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// An `http://` or `https://` URL that gets a JSON POST of the new anomalies
+    /// (`PIPELINE_ALERTS_WEBHOOK_URL` overrides it). Webhook URLs often carry a secret
+    /// in their path: it is never logged.
+    pub webhook_url: Option<Secret>,
+    /// Anomalies per POST (default 100).
+    pub batch: usize,
+    /// Attempts per POST before the rest waits for the next publish (default 4).
+    pub attempts: u32,
+    /// How long one POST may take, in milliseconds (default 5000).
+    pub timeout_ms: u64,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection {
+            webhook_url: None,
+            batch: 100,
+            attempts: 4,
+            timeout_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +309,9 @@ impl PipelineConfig {
         }
         if let Some(v) = var("PIPELINE_DASHBOARD_TOKEN").filter(|v| !v.is_empty()) {
             self.serving.dashboard_token = Some(Secret(v));
+        }
+        if let Some(v) = var("PIPELINE_ALERTS_WEBHOOK_URL").filter(|v| !v.is_empty()) {
+            self.alerts.webhook_url = Some(Secret(v));
         }
     }
 

@@ -6,6 +6,7 @@
 //! first clustering column. The embedded store (RocksDB) keeps rows under
 //! `table / partition / clustering` keys so that the same reads are prefix scans.
 
+pub mod alerts;
 pub mod cassandra;
 pub mod dashboard;
 pub mod embedded;

@@ -71,8 +71,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish => {
             let store = serving::open_configured(&config)?;
             let log = config.open_log()?;
-            let report = serving::publish::publish(&store, &config.lake_dir(), &log)?;
+            let webhook = serving::alerts::Webhook::from_config(&config.alerts)?;
+            let report = serving::publish::publish_and_announce(
+                &store,
+                &config.lake_dir(),
+                &log,
+                webhook.as_ref(),
+            )?;
             tracing::info!(rows = ?report.rows, "published");
+            let a = &report.alerts;
+            if a.announced > 0 || a.pending > 0 {
+                tracing::info!(
+                    announced = a.announced,
+                    by_method = ?a.by_method,
+                    delivered = a.delivered,
+                    pending = a.pending,
+                    "cost anomalies announced"
+                );
+            }
         }
         Command::Query {
             query,

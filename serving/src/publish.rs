@@ -27,6 +27,8 @@ pub struct PublishReport {
     pub rows: BTreeMap<&'static str, usize>,
     /// The real-time view was read from where the last publish stopped.
     pub speed_incremental: bool,
+    /// The cost anomalies announced, delivered and pending.
+    pub alerts: crate::alerts::AlertReport,
 }
 
 /// The latest date of a date column, as text.
@@ -356,6 +358,17 @@ pub fn publish(
     lake: &Path,
     log: &impl Log,
 ) -> Result<PublishReport> {
+    publish_and_announce(store, lake, log, None)
+}
+
+/// [`publish`], and the cost anomalies it finds new announced (see [`crate::alerts`]):
+/// counted, and POSTed to `webhook` when there is one.
+pub fn publish_and_announce(
+    store: &(impl ServingStore + Sync),
+    lake: &Path,
+    log: &impl Log,
+    webhook: Option<&crate::alerts::Webhook>,
+) -> Result<PublishReport> {
     let gold = lake.join("gold");
     if !gold.exists() {
         anyhow::bail!(
@@ -462,11 +475,23 @@ pub fn publish(
         META_ANOMALY_PARTITIONS,
         month_bucket_partitions(&anomaly_all),
     ));
+    // The anomalies found new, announced with the marks: the grown set of announced
+    // keys, and the outbox the webhook is then served from.
+    let (alert_metas, mut alerts) = crate::alerts::announce(
+        store,
+        &crate::alerts::alerts_of(&anomalies)?,
+        webhook.is_some(),
+    )?;
+    metas.extend(alert_metas);
     metas.push((
         META_PUBLISHED,
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     ));
     store.put_metas(&metas)?;
+    if let Some(w) = webhook {
+        (alerts.delivered, alerts.pending) = crate::alerts::deliver(store, w)?;
+    }
+    report.alerts = alerts;
     Ok(report)
 }
 
