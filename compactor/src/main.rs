@@ -52,7 +52,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let run = Run::new(&log, &lake, &settings);
     let mut reprocess = cli.reprocess_all;
     loop {
-        let s = match run.run(reprocess) {
+        let bar = eventlog::cli::spinner(if reprocess {
+            "reprocessing the whole log"
+        } else {
+            "compacting"
+        });
+        let ran = run.run(reprocess);
+        bar.finish_and_clear();
+        let s = match ran {
             Ok(s) => s,
             Err(e) if cli.once => return Err(e),
             // A long-running compactor outlives a bad moment (the processor rebuilding

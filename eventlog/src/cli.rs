@@ -45,6 +45,35 @@ pub fn sleep_unless_stopped(d: Duration) -> bool {
     true
 }
 
+/// A progress bar on long work, on stderr only when it is a terminal (hidden
+/// otherwise): a spinner with `message`, the count of records it is given and their
+/// rate, and the time so far.
+pub fn progress(message: impl Into<std::borrow::Cow<'static, str>>) -> indicatif::ProgressBar {
+    bar_with(
+        message.into(),
+        "{spinner} {msg}: {human_pos} records ({per_sec}), {elapsed}",
+    )
+}
+
+/// [`progress`] for work without a count: the message and the time so far.
+pub fn spinner(message: impl Into<std::borrow::Cow<'static, str>>) -> indicatif::ProgressBar {
+    bar_with(message.into(), "{spinner} {msg}, {elapsed}")
+}
+
+fn bar_with(message: std::borrow::Cow<'static, str>, template: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new_spinner().with_message(message);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 /// How log lines are written (`PIPELINE_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

@@ -72,7 +72,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let state_root = config.data_dir().join("state");
     let started = std::time::Instant::now();
     let stop = eventlog::cli::stop_flag();
-    let report = processor::run_threads(&log, &state_root, &cfg, threads, &metrics, stop)?;
+    let report = if cli.until_idle {
+        // A progress bar on a terminal: the records read and what is left to read.
+        let bar = eventlog::cli::progress("processing");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let snap = metrics.snapshot();
+                    bar.set_position(snap.records_in.values().sum());
+                    let lag: u64 = snap.lag_records.values().sum();
+                    bar.set_message(format!("processing, {lag} behind"));
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                bar.finish_and_clear();
+            });
+            let report = processor::run_threads(&log, &state_root, &cfg, threads, &metrics, stop);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            report
+        })?
+    } else {
+        processor::run_threads(&log, &state_root, &cfg, threads, &metrics, stop)?
+    };
     tracing::info!(
         records = report.records_in,
         commits = report.commits,

@@ -256,6 +256,42 @@ pub fn q3_chart(a: &Answer, sel: &QueryArgs) -> Chart {
     }
 }
 
+/// The org's support tickets per day, stacked by severity, over the selected range.
+pub fn tickets_chart(a: &Answer, sel: &QueryArgs) -> Chart {
+    let days = day_axis(&a.rows, "created_date", sel.from, sel.to);
+    let bars = ["critical", "high", "medium", "low"]
+        .iter()
+        .filter(|sev| a.rows.iter().any(|r| text(r, "severity") == **sev))
+        .map(|sev| {
+            series(
+                sev,
+                per_category(&a.rows, "created_date", &days, "tickets", |r| {
+                    text(r, "severity") == *sev
+                }),
+            )
+        })
+        .collect();
+    Chart {
+        query: "tickets",
+        title: format!(
+            "Support tickets per day by severity, {}, {}",
+            sel.org.as_deref().unwrap_or_default(),
+            range_text(sel)
+        ),
+        categories: days,
+        bars,
+        left_unit: Unit::Count,
+        lines: Vec::new(),
+        right_unit: Unit::Count,
+        totals: vec![
+            total(&a.rows, "tickets", "tickets", Unit::Count),
+            total(&a.rows, "open_tickets", "open", Unit::Count),
+            total(&a.rows, "sla_breached", "SLA breached", Unit::Count),
+        ],
+        markers: Vec::new(),
+    }
+}
+
 /// q4: monthly revenue in USD, a bar per month.
 pub fn q4_chart(a: &Answer, sel: &QueryArgs) -> Chart {
     let months = categories(&a.rows, "month");
@@ -403,7 +439,7 @@ pub fn panels(store: &impl ServingStore, sel: &QueryArgs) -> Result<String> {
     let anomalies = query::run(store, "q6", sel)?;
     let mut q1 = q1_chart(&query::run(store, "q1", sel)?, sel);
     q1.markers = anomaly_markers(&anomalies);
-    let panels: [(&str, &str, Chart, Option<String>); 5] = [
+    let panels: [(&str, &str, Chart, Option<String>); 6] = [
         (
             "q1",
             "Daily cost and requests per service, cost anomalies marked",
@@ -420,6 +456,12 @@ pub fn panels(store: &impl ServingStore, sel: &QueryArgs) -> Result<String> {
             "q3",
             "Critical tickets and SLA breach rate",
             q3_chart(&query::run(store, "q3", &QueryArgs::default())?, sel),
+            None,
+        ),
+        (
+            "tickets",
+            "The org's support tickets",
+            tickets_chart(&query::run(store, "tickets", sel)?, sel),
             None,
         ),
         {
@@ -473,6 +515,7 @@ pub fn page(store: &impl ServingStore, asked: &QueryArgs) -> Result<String> {
         );
     }
     let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+    let ranges = relative_ranges(&orgs, &sel);
     let status = match &high_water {
         Some(h) => format!("batch marts through {h}; later days from the real-time view"),
         None => "nothing published yet: run `serving publish`".to_owned(),
@@ -492,6 +535,7 @@ pub fn page(store: &impl ServingStore, asked: &QueryArgs) -> Result<String> {
 <label>To <input type="date" name="to" value="{to}"></label>
 <button type="submit">Show</button>
 </form>
+<nav class="ranges">{ranges}</nav>
 <p class="status">{status}. Redrawn every {REFRESH_SECONDS} s. Data as JSON: <a href="/api/orgs">/api/orgs</a>, /api/q1 .. /api/q6.</p>
 </header>
 <main id="charts" data-refresh-seconds="{REFRESH_SECONDS}">{panels}</main>
@@ -506,6 +550,36 @@ pub fn page(store: &impl ServingStore, asked: &QueryArgs) -> Result<String> {
         to = date(sel.to),
         status = escape(&status),
     ))
+}
+
+/// Links to the selected org's last 7, 30 and 90 days with data, beside the date
+/// pickers (the one shown marked as current).
+fn relative_ranges(orgs: &[OrgRange], sel: &QueryArgs) -> String {
+    let Some(org) = sel.org.as_deref() else {
+        return String::new();
+    };
+    let Some(last) = orgs
+        .iter()
+        .find(|o| o.org_id == org)
+        .and_then(|o| query::parse_day(&o.last_date).ok())
+    else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for days in [7, 30, 90] {
+        let from = last - chrono::Duration::days(days - 1);
+        let current = if sel.from == Some(from) && sel.to == Some(last) {
+            r#" aria-current="true""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            r#"<a class="range" data-days="{days}"{current} href="/?org={}&amp;from={from}&amp;to={last}">last {days} days</a>"#,
+            escape(org)
+        );
+    }
+    s
 }
 
 /// The page's script: redraw the panels every few seconds, keeping the last ones
@@ -527,6 +601,9 @@ pub const STYLE: &str = r#"body { font: 14px/1.4 system-ui, sans-serif; margin: 
 header { position: sticky; top: 0; background: #fafafa; padding: 8px 0; border-bottom: 1px solid #ddd; }
 h1 { font-size: 20px; margin: 4px 0 8px; }
 form label { margin-right: 12px; }
+nav.ranges { margin-top: 6px; }
+nav.ranges a { margin-right: 12px; }
+nav.ranges a[aria-current] { font-weight: bold; text-decoration: none; color: #222; }
 .status { color: #666; margin: 6px 0 0; }
 .panel { background: #fff; border: 1px solid #e3e3e3; border-radius: 6px; margin: 16px 0; padding: 8px 12px; max-width: 980px; }
 .panel h2 { font-size: 15px; margin: 4px 0; }
@@ -618,6 +695,34 @@ mod tests {
         assert_eq!(c.lines[0].0.values, [11.0, 3.0]);
         assert_eq!(c.totals[0].value, 11.0);
         assert_eq!(c.totals[1].value, 14.0);
+    }
+
+    #[test]
+    fn relative_ranges_end_at_the_orgs_last_day() {
+        let orgs = [range("org_a", "2025-07-01", "2025-08-31")];
+        let sel = QueryArgs {
+            org: Some("org_a".into()),
+            from: Some(day("2025-08-02")),
+            to: Some(day("2025-08-31")),
+            ..QueryArgs::default()
+        };
+        let links = relative_ranges(&orgs, &sel);
+        assert!(
+            links.contains(
+                r#"data-days="7" href="/?org=org_a&amp;from=2025-08-25&amp;to=2025-08-31""#
+            ),
+            "{links}"
+        );
+        assert!(links.contains(r#"data-days="30" aria-current="true" href="/?org=org_a&amp;from=2025-08-02&amp;to=2025-08-31""#), "{links}");
+        assert!(
+            links.contains(
+                r#"data-days="90" href="/?org=org_a&amp;from=2025-06-03&amp;to=2025-08-31""#
+            ),
+            "{links}"
+        );
+        assert_eq!(links.matches("aria-current").count(), 1);
+        let nobody = QueryArgs::default();
+        assert!(relative_ranges(&orgs, &nobody).is_empty());
     }
 
     #[test]

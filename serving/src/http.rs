@@ -165,7 +165,7 @@ pub fn handle(store: &impl ServingStore, method: &str, target: &str) -> Reply {
         Reply::error(500, api, &format!("{e:#}"))
     };
     match path {
-        "/api/q1" | "/api/q2" | "/api/q3" | "/api/q4" | "/api/q5" | "/api/q6" => {
+        "/api/q1" | "/api/q2" | "/api/q3" | "/api/q4" | "/api/q5" | "/api/q6" | "/api/tickets" => {
             let q = &path["/api/".len()..];
             let args = match parameters(query_text, QUERY_PARAMS)
                 .and_then(|p| query_args(&p))

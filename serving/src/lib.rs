@@ -122,6 +122,15 @@ pub const TICKETS: TableDef = TableDef {
         ("csat_responses", Bigint),
     ],
 };
+/// One org's tickets per day and severity (`tickets_by_org_date`): the dashboard's
+/// tickets panel.
+pub const TICKETS_ORG: TableDef = TableDef {
+    name: "tickets_by_org_date",
+    partition: &["org_id"],
+    clustering: &["created_date", "severity"],
+    keys: &[("org_id", Text), ("created_date", Date), ("severity", Text)],
+    values: TICKETS.values,
+};
 pub const REVENUE_ORG: TableDef = TableDef {
     name: "revenue_by_org_month",
     partition: &["org_id"],
@@ -204,10 +213,11 @@ pub const ANOMALY_ALL: TableDef = TableDef {
     values: ANOMALY_VALUES,
 };
 
-pub const TABLES: [TableDef; 8] = [
+pub const TABLES: [TableDef; 9] = [
     DAILY,
     SPEED_DAILY,
     TICKETS,
+    TICKETS_ORG,
     REVENUE_ORG,
     REVENUE_ALL,
     GENAI,

@@ -25,7 +25,8 @@ enum Command {
     /// Answers one of the dashboard queries (q1..q6).
     Query {
         /// q1 daily cost and requests | q2 top services | q3 critical tickets |
-        /// q4 monthly revenue | q5 GenAI tokens and cost | q6 cost anomalies
+        /// q4 monthly revenue | q5 GenAI tokens and cost | q6 cost anomalies |
+        /// tickets: one org's support tickets per day and severity
         query: String,
         #[arg(long)]
         org: Option<String>,
@@ -72,12 +73,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = serving::open_configured(&config)?;
             let log = config.open_log()?;
             let webhook = serving::alerts::Webhook::from_config(&config.alerts)?;
+            let bar = eventlog::cli::spinner("publishing");
             let report = serving::publish::publish_and_announce(
                 &store,
                 &config.lake_dir(),
                 &log,
                 webhook.as_ref(),
-            )?;
+            );
+            bar.finish_and_clear();
+            let report = report?;
             tracing::info!(rows = ?report.rows, "published");
             let a = &report.alerts;
             if a.announced > 0 || a.pending > 0 {

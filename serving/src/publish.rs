@@ -18,7 +18,7 @@ use crate::{
     ANOMALY_ALL, ANOMALY_ORG, Cql, DAILY, GENAI, META_ANOMALY_PARTITIONS, META_BATCH_HIGH_WATER,
     META_ORGS, META_PUBLISHED, META_REVENUE_PARTITIONS, META_SPEED_ORGS, META_SPEED_POSITIONS,
     META_TICKETS_LATEST, OrgRange, REVENUE_ALL, REVENUE_ORG, SPEED_DAILY, ServingStore, TICKETS,
-    TableDef, daily_org_ranges, extend_org_ranges,
+    TICKETS_ORG, TableDef, daily_org_ranges, extend_org_ranges,
 };
 
 /// Rows published per table.
@@ -289,6 +289,7 @@ struct Marts {
     revenue: Vec<Row>,
     genai: Vec<Row>,
     anomalies: Vec<Row>,
+    tickets_org: Vec<Row>,
 }
 
 fn read_marts(gold: &Path) -> Result<Marts> {
@@ -299,6 +300,7 @@ fn read_marts(gold: &Path) -> Result<Marts> {
         revenue: rows_from_parquet(&REVENUE_ORG, &gold.join(g::REVENUE))?,
         genai: rows_from_parquet(&GENAI, &gold.join(g::GENAI))?,
         anomalies: rows_from_parquet(&ANOMALY_ORG, &gold.join(g::ANOMALY))?,
+        tickets_org: rows_from_parquet(&TICKETS_ORG, &gold.join(g::TICKETS_ORG))?,
     })
 }
 
@@ -407,6 +409,7 @@ pub fn publish_and_announce(
                 (&GENAI, &marts.genai),
                 (&ANOMALY_ORG, &marts.anomalies),
                 (&ANOMALY_ALL, &anomaly_all),
+                (&TICKETS_ORG, &marts.tickets_org),
             ] {
                 store.replace_table(table, rows)?;
             }
@@ -425,6 +428,7 @@ pub fn publish_and_announce(
         revenue,
         genai,
         anomalies,
+        tickets_org,
     } = marts;
     for (table, rows) in [
         (&DAILY, &daily),
@@ -434,6 +438,7 @@ pub fn publish_and_announce(
         (&GENAI, &genai),
         (&ANOMALY_ORG, &anomalies),
         (&ANOMALY_ALL, &anomaly_all),
+        (&TICKETS_ORG, &tickets_org),
     ] {
         report.rows.insert(table.name, rows.len());
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::{
     ANOMALY_ALL, ANOMALY_ORG, DAILY, GENAI, JsonRow, META_ANOMALY_PARTITIONS,
     META_BATCH_HIGH_WATER, META_REVENUE_PARTITIONS, META_TICKETS_LATEST, REVENUE_ALL, REVENUE_ORG,
-    SPEED_DAILY, ServingStore, TICKETS,
+    SPEED_DAILY, ServingStore, TICKETS, TICKETS_ORG,
 };
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,7 +71,7 @@ impl QueryArgs {
     /// and q5.
     pub fn check(&self, q: &str) -> Result<()> {
         self.validate()?;
-        if matches!(q, "q1" | "q2" | "q5") && self.org.is_none() {
+        if matches!(q, "q1" | "q2" | "q5" | "tickets") && self.org.is_none() {
             bail!("{q} needs --org ORG_ID");
         }
         Ok(())
@@ -368,7 +368,27 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
                 columns,
             })
         }
-        other => bail!("unknown query {other:?}: expected q1, q2, q3, q4, q5 or q6"),
+        // The tickets panel: one org's tickets per day and severity over a range.
+        "tickets" => {
+            let org = org(args);
+            let columns = vec![
+                "org_id",
+                "created_date",
+                "severity",
+                "tickets",
+                "open_tickets",
+                "sla_breached",
+                "sla_breach_rate",
+                "csat_avg",
+            ];
+            let (from, to) = (date_text(args.from), date_text(args.to));
+            let rows = store.scan(&TICKETS_ORG, &[&org], from.as_deref(), to.as_deref())?;
+            Ok(Answer {
+                rows: project(rows, &columns),
+                columns,
+            })
+        }
+        other => bail!("unknown query {other:?}: expected q1, q2, q3, q4, q5, q6 or tickets"),
     }
 }
 

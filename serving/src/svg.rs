@@ -117,7 +117,7 @@ pub struct Total {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
-    /// The query it draws (`q1`..`q5`): the SVG's `data-query`.
+    /// The query it draws (`q1`..`q5`, `tickets`): the SVG's `data-query`.
     pub query: &'static str,
     pub title: String,
     pub categories: Vec<String>,

@@ -128,6 +128,8 @@ fn check_api_equals_cli(data: &Path, addr: &str, org: &str, from: &str, to: &str
         ("q4", vec![]),
         ("q4", vec![("org", org)]),
         ("q5", vec![("org", org)]),
+        ("tickets", vec![("org", org)]),
+        ("tickets", vec![("org", org), ("from", from), ("to", to)]),
         ("q5", vec![("org", org), ("from", from), ("to", to)]),
     ];
     for (q, params) in cases {
@@ -423,6 +425,23 @@ fn check_browser(data: &Path, addr: &str, org: &str, from: &str, to: &str) {
         assert!(
             expected[0].1 > 0.0,
             "{q}: the sample should give this chart data: {expected:?}"
+        );
+    }
+    // The org's tickets panel: its totals are the API's sums (the org may have had
+    // no tickets in these days: then zeros).
+    let tickets = api("tickets", &range);
+    let got = totals(&dom, "tickets");
+    let want = [
+        ("tickets", sum(&tickets, "tickets")),
+        ("open_tickets", sum(&tickets, "open_tickets")),
+        ("sla_breached", sum(&tickets, "sla_breached")),
+    ];
+    assert_eq!(got.len(), want.len(), "tickets: {got:?}");
+    for ((gm, gv), (wm, wv)) in got.iter().zip(&want) {
+        assert_eq!(gm, wm);
+        assert!(
+            close(*gv, *wv),
+            "tickets {gm}: the page shows {gv}, the API {wv}"
         );
     }
     // One bar group per day of the range on q1, with or without rows (a continuous
