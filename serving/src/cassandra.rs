@@ -81,21 +81,8 @@ impl FromStr for CassandraUrl {
     }
 }
 
-/// A password that never shows in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// A password that never shows in logs or `Debug` output (the config's own type).
+pub use eventlog::config::Secret;
 
 /// Everything the backend needs besides the rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +127,7 @@ impl CassandraSettings {
             url: url.parse()?,
             local_datacenter: get("LOCAL_DC").or(section.local_dc.clone()),
             username: get("USERNAME").or(section.username.clone()),
-            password: get("PASSWORD").map(Secret),
+            password: get("PASSWORD").map(Secret::new),
             tls_ca: path("TLS_CA", &section.tls_ca),
             tls_cert: path("TLS_CERT", &section.tls_cert),
             tls_key: path("TLS_KEY", &section.tls_key),

@@ -78,6 +78,31 @@ impl QueryArgs {
     }
 }
 
+/// Every row of a `..._by_month_bucket` table, its partitions read from the list in
+/// `serving_meta` `partitions_meta` (`month/bucket`, comma-separated): those of the
+/// months `from`..`to` touches, each scanned over that range of its first
+/// clustering column.
+fn scan_month_buckets(
+    store: &impl ServingStore,
+    table: &crate::TableDef,
+    partitions_meta: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<JsonRow>> {
+    let (first, last) = (from.and_then(|d| d.get(..7)), to.and_then(|d| d.get(..7)));
+    let partitions = store.meta(partitions_meta)?.unwrap_or_default();
+    let mut rows = Vec::new();
+    for p in partitions.split(',').filter(|p| !p.is_empty()) {
+        let (m, bucket) = p.split_once('/').unwrap_or((p, ""));
+        let this = m.get(..7).unwrap_or(m);
+        if first.is_some_and(|f| this < f) || last.is_some_and(|l| this > l) {
+            continue;
+        }
+        rows.extend(store.scan(table, &[m, bucket], from, to)?);
+    }
+    Ok(rows)
+}
+
 /// A query's answer: its columns (the mart's names) and rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -241,20 +266,18 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
             let rows = match &args.org {
                 Some(org) => store.scan(&REVENUE_ORG, &[org], None, None)?,
                 None => {
-                    let partitions = store.meta(META_REVENUE_PARTITIONS)?.unwrap_or_default();
-                    let mut rows = Vec::new();
-                    for p in partitions.split(',').filter(|p| !p.is_empty()) {
-                        let (month, bucket) = p.split_once('/').unwrap_or((p, ""));
-                        rows.extend(store.scan(&REVENUE_ALL, &[month, bucket], None, None)?);
-                    }
+                    let mut rows = scan_month_buckets(
+                        store,
+                        &REVENUE_ALL,
+                        META_REVENUE_PARTITIONS,
+                        None,
+                        None,
+                    )?;
                     // By month, then org, whatever bucket an org fell in.
-                    let text = |r: &JsonRow, c: &str| {
-                        r.get(c)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    rows.sort_by_cached_key(|r| (text(r, "month"), text(r, "org_id")));
+                    rows.sort_by(|a, b| {
+                        (text(a, "month"), text(a, "org_id"))
+                            .cmp(&(text(b, "month"), text(b, "org_id")))
+                    });
                     rows
                 }
             };
@@ -323,31 +346,13 @@ pub fn run(store: &impl ServingStore, q: &str, args: &QueryArgs) -> Result<Answe
             let (from, to) = (date_text(args.from), date_text(args.to));
             let mut rows = match &args.org {
                 Some(org) => store.scan(&ANOMALY_ORG, &[org], from.as_deref(), to.as_deref())?,
-                None => {
-                    let partitions = store.meta(META_ANOMALY_PARTITIONS)?.unwrap_or_default();
-                    let month = |d: &Option<String>| {
-                        d.as_deref().and_then(|d| d.get(..7)).map(str::to_owned)
-                    };
-                    let (first, last) = (month(&from), month(&to));
-                    let mut rows = Vec::new();
-                    for p in partitions.split(',').filter(|p| !p.is_empty()) {
-                        let (m, bucket) = p.split_once('/').unwrap_or((p, ""));
-                        // Only the months the range touches.
-                        let this = m.get(..7).unwrap_or(m);
-                        if first.as_deref().is_some_and(|f| this < f)
-                            || last.as_deref().is_some_and(|l| this > l)
-                        {
-                            continue;
-                        }
-                        rows.extend(store.scan(
-                            &ANOMALY_ALL,
-                            &[m, bucket],
-                            from.as_deref(),
-                            to.as_deref(),
-                        )?);
-                    }
-                    rows
-                }
+                None => scan_month_buckets(
+                    store,
+                    &ANOMALY_ALL,
+                    META_ANOMALY_PARTITIONS,
+                    from.as_deref(),
+                    to.as_deref(),
+                )?,
             };
             let score = |r: &JsonRow| {
                 r.get("anomaly_score")
